@@ -1,0 +1,356 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Report is a status reported about a notification: by 1MSG's answer to a
+// send (api), a webhook push, a hookInfo poll, an operator, or the daemon
+// giving up on tracking (expired).
+type Report struct {
+	NotificationID int64  // identifies the row, or else …
+	Wamid          string // … the message id; with NotificationID, records it
+	Status         string // as reported; mapped with MapStatus, stored raw when unmapped
+	Source         Source
+	OccurredAt     time.Time // when it happened, if the source says; else now
+	ErrorCode      string    // for failed
+	Error          string    // for failed
+	Detail         json.RawMessage
+}
+
+// MapStatus maps a status name used by 1MSG or Meta to a Status. "viewed" is
+// the legacy chat-api name of read; "played" (voice) implies read.
+func MapStatus(s string) (Status, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "sent":
+		return StatusSent, true
+	case "delivered":
+		return StatusDelivered, true
+	case "read", "viewed", "played":
+		return StatusRead, true
+	case "failed", "undelivered":
+		return StatusFailed, true
+	case "expired":
+		return StatusExpired, true
+	}
+	return "", false
+}
+
+// ApplyResult says what Apply did.
+type ApplyResult struct {
+	Changes  []Change // status changes, in report order
+	Recorded int      // events written
+	Unknown  []Report // reports whose notification was not found
+	Unmapped int      // reports whose status could not be mapped (stored raw)
+}
+
+// Apply records reports in tx under the one rule of design §2: every report
+// is appended to notification_event; it changes the row's status only when
+// it is stronger than the current one, so duplicates and late or
+// out-of-order reports never downgrade. Timestamps of a status are filled in
+// when first known even if the status itself does not apply (a delivered
+// arriving after read still sets delivered_at).
+//
+// Rows are locked in id order, so concurrent Apply calls cannot deadlock.
+func (l *Ledger) Apply(ctx context.Context, tx pgx.Tx, reports []Report) (*ApplyResult, error) {
+	var ids []int64
+	var wamids []string
+	for _, r := range reports {
+		if r.NotificationID != 0 {
+			ids = append(ids, r.NotificationID)
+		} else if r.Wamid != "" {
+			wamids = append(wamids, r.Wamid)
+		}
+	}
+	res := &ApplyResult{}
+	if len(ids) == 0 && len(wamids) == 0 {
+		res.Unknown = reports
+		return res, nil
+	}
+	rows, err := tx.Query(ctx, "SELECT "+notificationColumns+
+		" FROM notification WHERE id = ANY($1) OR wamid = ANY($2) ORDER BY id FOR UPDATE", ids, wamids)
+	if err != nil {
+		return nil, fmt.Errorf("lock notifications: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Notification, error) { return scanNotification(r) })
+	if err != nil {
+		return nil, fmt.Errorf("lock notifications: %w", err)
+	}
+	byID := make(map[int64]*Notification, len(found))
+	byWamid := make(map[string]*Notification, len(found))
+	for _, n := range found {
+		byID[n.ID] = n
+		if n.Wamid != "" {
+			byWamid[n.Wamid] = n
+		}
+	}
+
+	now := time.Now().UTC()
+	var w writer
+	for _, r := range reports {
+		n := byID[r.NotificationID]
+		if n == nil && r.NotificationID == 0 {
+			n = byWamid[r.Wamid]
+		}
+		if n == nil {
+			res.Unknown = append(res.Unknown, r)
+			continue
+		}
+		var occurred *time.Time
+		at := now
+		if !r.OccurredAt.IsZero() {
+			t := r.OccurredAt.UTC()
+			occurred, at = &t, t
+		}
+		ev := event{notificationID: n.ID, status: r.Status, source: r.Source, detail: r.Detail, occurredAt: occurred}
+		if ev.detail == nil && (r.Error != "" || r.ErrorCode != "") {
+			ev.detail = detailJSON(map[string]any{"error_code": r.ErrorCode, "error": r.Error})
+		}
+		st, ok := MapStatus(r.Status)
+		if !ok {
+			res.Unmapped++
+			w.events = append(w.events, ev)
+			continue
+		}
+		ev.status = string(st)
+		dirty := false
+		if r.Wamid != "" && n.Wamid == "" && r.NotificationID != 0 {
+			n.Wamid = r.Wamid
+			byWamid[r.Wamid] = n
+			dirty = true
+		}
+		if fillTime(n, st, at) {
+			dirty = true
+		}
+		if n.Status.UpgradedBy(st) {
+			from := n.Status
+			n.Status = st
+			switch st {
+			case StatusFailed:
+				n.ErrorCode, n.Error = r.ErrorCode, truncate(r.Error, 2000)
+			case StatusDelivered, StatusRead:
+				// A multi-device delivered after failed: the failure no longer describes the row.
+				n.ErrorCode, n.Error = "", ""
+			}
+			ev.applied, dirty = true, true
+			w.changes = append(w.changes, Change{Notification: n, From: from, To: st, Source: r.Source, At: at})
+		}
+		if dirty {
+			w.touch(n)
+		}
+		w.events = append(w.events, ev)
+	}
+	res.Changes = w.changes
+	res.Recorded = len(w.events)
+	if err := w.flush(ctx, l, tx, true); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// fillTime sets the timestamp column of st if it is still empty. read
+// implies delivered (Meta may send read alone).
+func fillTime(n *Notification, st Status, at time.Time) bool {
+	set := func(p **time.Time) bool {
+		if *p != nil {
+			return false
+		}
+		t := at
+		*p = &t
+		return true
+	}
+	switch st {
+	case StatusSent:
+		return set(&n.SentAt)
+	case StatusDelivered:
+		return set(&n.DeliveredAt)
+	case StatusRead:
+		d := set(&n.DeliveredAt)
+		return set(&n.ReadAt) || d
+	case StatusFailed:
+		return set(&n.FailedAt)
+	}
+	return false
+}
+
+// Move is one of the daemon's or an operator's own state moves: starting a
+// send attempt, putting a throttled send back in the queue, holding an
+// unknown outcome as in_doubt, re-driving a failed row. Unlike reports,
+// moves may go "down" (sending → queued); the caller holds the row lock
+// (Lock) and knows the current status.
+type Move struct {
+	To          Status
+	Source      Source // SourceDaemon unless an operator acts
+	Reason      string // why, recorded in the event's detail
+	ErrorCode   string // replaces the row's error_code
+	Error       string // replaces the row's error
+	Attempt     bool   // count a send attempt and stamp attempted_at (the recorded intent)
+	OnemsgJobID string // 1MSG's queue job id, when a send was queued
+	Detail      map[string]any
+}
+
+// Move applies m to n (locked by the caller in tx) and updates n in place.
+func (l *Ledger) Move(ctx context.Context, tx pgx.Tx, n *Notification, m Move) error {
+	if !m.To.Valid() {
+		return fmt.Errorf("move notification %d: invalid status %q", n.ID, m.To)
+	}
+	if m.Source == "" {
+		m.Source = SourceDaemon
+	}
+	now := time.Now().UTC()
+	from := n.Status
+	n.Status = m.To
+	n.ErrorCode, n.Error = m.ErrorCode, truncate(m.Error, 2000)
+	if m.Attempt {
+		n.Attempts++
+		n.AttemptedAt = &now
+	}
+	if m.OnemsgJobID != "" {
+		n.OnemsgJobID = m.OnemsgJobID
+	}
+	if m.To == StatusFailed {
+		fillTime(n, StatusFailed, now)
+	}
+	detail := map[string]any{}
+	for k, v := range m.Detail {
+		detail[k] = v
+	}
+	if m.Reason != "" {
+		detail["reason"] = m.Reason
+	}
+	if m.Attempt {
+		detail["attempt"] = n.Attempts
+	}
+	if m.Error != "" {
+		detail["error_code"], detail["error"] = m.ErrorCode, m.Error
+	}
+	var w writer
+	w.touch(n)
+	w.events = append(w.events, event{notificationID: n.ID, status: string(m.To), source: m.Source, applied: true, detail: detailJSON(detail)})
+	if from != m.To {
+		w.changes = append(w.changes, Change{Notification: n, From: from, To: m.To, Source: m.Source, At: now})
+	}
+	return w.flush(ctx, l, tx, true)
+}
+
+// New is a notification the relay creates for an outbox row.
+type New struct {
+	OutboxID       int64
+	EventID        string
+	EventCreatedAt time.Time
+	Phone          string
+	Template       string
+	Language       string
+	Params         []string
+	Shortened      []string
+	Status         Status // queued, rejected or skipped
+	ErrorCode      string // why rejected or skipped
+	Error          string
+}
+
+// Create inserts notifications with their first event in one statement and
+// returns them with their ids, in the order given.
+func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notification, error) {
+	if len(ns) == 0 {
+		return nil, nil
+	}
+	var (
+		outboxIDs                                    []int64
+		eventIDs, phones, templates, langs, statuses []string
+		codes, errs, params, shortened, details      []string
+		createdAts                                   []time.Time
+	)
+	for _, n := range ns {
+		outboxIDs = append(outboxIDs, n.OutboxID)
+		eventIDs = append(eventIDs, n.EventID)
+		createdAts = append(createdAts, n.EventCreatedAt)
+		phones = append(phones, n.Phone)
+		templates = append(templates, n.Template)
+		langs = append(langs, n.Language)
+		statuses = append(statuses, string(n.Status))
+		codes = append(codes, n.ErrorCode)
+		errs = append(errs, truncate(n.Error, 2000))
+		p, _ := json.Marshal(nonNil(n.Params))
+		params = append(params, string(p))
+		s, _ := json.Marshal(nonNil(n.Shortened))
+		shortened = append(shortened, string(s))
+		d := map[string]any{}
+		if n.Error != "" {
+			d["error_code"], d["error"] = n.ErrorCode, n.Error
+		}
+		if len(n.Shortened) > 0 {
+			d["shortened"] = n.Shortened
+		}
+		details = append(details, string(nonEmptyJSON(detailJSON(d))))
+	}
+	rows, err := tx.Query(ctx, `WITH input AS (
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[])
+				WITH ORDINALITY AS i(outbox_id, event_id, event_created_at, phone, template, language, params,
+					shortened, status, error_code, error, detail, ord)
+		), ins AS (
+			INSERT INTO notification (outbox_id, event_id, event_created_at, phone, template, language, params,
+				shortened, status, error_code, error)
+			SELECT outbox_id, event_id, event_created_at, phone, template, language, params,
+				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, '')
+			FROM input ORDER BY ord
+			RETURNING id, outbox_id, created_at
+		), ev AS (
+			INSERT INTO notification_event (notification_id, status, source, applied, detail)
+			SELECT ins.id, input.status, 'daemon', true, input.detail
+			FROM ins JOIN input USING (outbox_id) ORDER BY input.ord
+		)
+		SELECT ins.id, ins.created_at FROM ins JOIN input USING (outbox_id) ORDER BY input.ord`,
+		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details)
+	if err != nil {
+		return nil, fmt.Errorf("create notifications: %w", err)
+	}
+	type created struct {
+		id int64
+		at time.Time
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (created, error) {
+		var c created
+		err := r.Scan(&c.id, &c.at)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create notifications: %w", err)
+	}
+	if len(got) != len(ns) {
+		return nil, fmt.Errorf("create notifications: %d rows written for %d given", len(got), len(ns))
+	}
+	out := make([]*Notification, len(ns))
+	var w writer
+	for i, n := range ns {
+		out[i] = &Notification{ID: got[i].id, OutboxID: n.OutboxID, EventID: n.EventID, EventCreatedAt: n.EventCreatedAt,
+			Phone: n.Phone, Template: n.Template, Language: n.Language, Params: n.Params, Shortened: n.Shortened,
+			Status: n.Status, ErrorCode: n.ErrorCode, Error: n.Error, CreatedAt: got[i].at, UpdatedAt: got[i].at}
+		w.changes = append(w.changes, Change{Notification: out[i], To: n.Status, Source: SourceDaemon, At: got[i].at})
+	}
+	// Rows and first events are written above; only announce them.
+	if err := w.flush(ctx, l, tx, false); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonEmptyJSON(b []byte) []byte {
+	if len(b) == 0 {
+		return []byte("{}")
+	}
+	return b
+}

@@ -1,0 +1,311 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Source says where a status came from (notification_event.source).
+type Source string
+
+// Sources of design §2, plus daemon for the daemon's own decisions
+// (queued, sending, in_doubt, rejected, skipped, expired).
+const (
+	SourceAPI      Source = "api"
+	SourceWebhook  Source = "webhook"
+	SourcePoll     Source = "poll"
+	SourceOperator Source = "operator"
+	SourceDaemon   Source = "daemon"
+)
+
+// StatusChannel is the NOTIFY channel that announces every status change.
+const StatusChannel = "cancelnotify_status"
+
+// DB is what the read functions need: a pool, a connection or a transaction.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Notification is a row of the notification table.
+type Notification struct {
+	ID             int64
+	OutboxID       int64
+	EventID        string
+	EventCreatedAt time.Time
+	Phone          string
+	Template       string
+	Language       string
+	Params         []string
+	Shortened      []string
+	Status         Status
+	Wamid          string // "" until 1MSG accepted the message
+	OnemsgJobID    string // 1MSG's queue job id when a send was queued
+	ErrorCode      string
+	Error          string
+	Attempts       int
+	AttemptedAt    *time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	SentAt         *time.Time
+	DeliveredAt    *time.Time
+	ReadAt         *time.Time
+	FailedAt       *time.Time
+}
+
+// OrderNumber returns the order number as sent ({{2}}), if known.
+func (n *Notification) OrderNumber() string {
+	if len(n.Params) > 1 {
+		return n.Params[1]
+	}
+	return ""
+}
+
+const notificationColumns = `id, outbox_id, event_id, event_created_at, phone, template, language,
+	params, shortened, status, coalesce(wamid, ''), coalesce(onemsg_job_id, ''), coalesce(error_code, ''),
+	coalesce(error, ''), attempts, attempted_at, created_at, updated_at, sent_at, delivered_at, read_at, failed_at`
+
+func scanNotification(row pgx.Row) (*Notification, error) {
+	var n Notification
+	var params []byte
+	err := row.Scan(&n.ID, &n.OutboxID, &n.EventID, &n.EventCreatedAt, &n.Phone, &n.Template, &n.Language,
+		&params, &n.Shortened, &n.Status, &n.Wamid, &n.OnemsgJobID, &n.ErrorCode,
+		&n.Error, &n.Attempts, &n.AttemptedAt, &n.CreatedAt, &n.UpdatedAt, &n.SentAt, &n.DeliveredAt, &n.ReadAt, &n.FailedAt)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(params, &n.Params); err != nil {
+		return nil, fmt.Errorf("notification %d: params: %w", n.ID, err)
+	}
+	return &n, nil
+}
+
+// ErrNotFound is returned when a notification does not exist.
+var ErrNotFound = errors.New("notification not found")
+
+// Get reads notification id.
+func Get(ctx context.Context, db DB, id int64) (*Notification, error) {
+	return getOne(ctx, db, "SELECT "+notificationColumns+" FROM notification WHERE id = $1", id)
+}
+
+// GetByEventID reads the notification of an outbox event.
+func GetByEventID(ctx context.Context, db DB, eventID string) (*Notification, error) {
+	return getOne(ctx, db, "SELECT "+notificationColumns+" FROM notification WHERE outbox_id = (SELECT id FROM outbox WHERE event_id = $1)", eventID)
+}
+
+// Lock reads notification id and locks its row until tx ends.
+func Lock(ctx context.Context, tx pgx.Tx, id int64) (*Notification, error) {
+	return getOne(ctx, tx, "SELECT "+notificationColumns+" FROM notification WHERE id = $1 FOR UPDATE", id)
+}
+
+func getOne(ctx context.Context, db DB, sql string, arg any) (*Notification, error) {
+	n, err := scanNotification(db.QueryRow(ctx, sql, arg))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%v: %w", arg, ErrNotFound)
+	}
+	return n, err
+}
+
+// Event is a row of notification_event.
+type Event struct {
+	ID             int64
+	NotificationID int64
+	Status         string
+	Source         Source
+	Applied        bool
+	Detail         json.RawMessage
+	OccurredAt     *time.Time
+	RecordedAt     time.Time
+}
+
+// Events returns a notification's history, oldest first.
+func Events(ctx context.Context, db DB, notificationID int64) ([]Event, error) {
+	rows, err := db.Query(ctx, `SELECT id, notification_id, status, source, applied, detail, occurred_at, recorded_at
+		FROM notification_event WHERE notification_id = $1 ORDER BY id`, notificationID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
+		var e Event
+		err := r.Scan(&e.ID, &e.NotificationID, &e.Status, &e.Source, &e.Applied, &e.Detail, &e.OccurredAt, &e.RecordedAt)
+		return e, err
+	})
+}
+
+// Change is one status change of one notification, after it was written.
+type Change struct {
+	Notification *Notification // the row as it is now
+	From         Status        // "" for a row just created
+	To           Status
+	Source       Source
+	At           time.Time
+}
+
+// ChangeFunc runs inside the transaction that made the changes, e.g. to
+// enqueue CRM callbacks atomically with the status.
+type ChangeFunc func(ctx context.Context, tx pgx.Tx, changes []Change) error
+
+// Ledger writes statuses. The zero value works; Schema only labels the
+// NOTIFY payloads, OnChange is optional.
+type Ledger struct {
+	Schema   string
+	OnChange ChangeFunc
+}
+
+// event is a notification_event row to write.
+type event struct {
+	notificationID int64
+	status         string
+	source         Source
+	applied        bool
+	detail         []byte
+	occurredAt     *time.Time
+}
+
+// writer collects the writes of one Apply/Move/Create and sends them in one
+// round trip.
+type writer struct {
+	dirty   map[int64]*Notification
+	order   []int64
+	events  []event
+	changes []Change
+}
+
+func (w *writer) touch(n *Notification) {
+	if w.dirty == nil {
+		w.dirty = map[int64]*Notification{}
+	}
+	if _, ok := w.dirty[n.ID]; !ok {
+		w.order = append(w.order, n.ID)
+	}
+	w.dirty[n.ID] = n
+}
+
+func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows bool) error {
+	b := &pgx.Batch{}
+	if updateRows && len(w.order) > 0 {
+		var (
+			ids                                                []int64
+			statuses, wamids, codes, errs, jobIDs              []string
+			attempts                                           []int32
+			attemptedAt, sentAt, deliveredAt, readAt, failedAt []*time.Time
+		)
+		for _, id := range w.order {
+			n := w.dirty[id]
+			ids = append(ids, n.ID)
+			statuses = append(statuses, string(n.Status))
+			wamids = append(wamids, n.Wamid)
+			codes = append(codes, n.ErrorCode)
+			errs = append(errs, n.Error)
+			jobIDs = append(jobIDs, n.OnemsgJobID)
+			attempts = append(attempts, int32(n.Attempts))
+			attemptedAt = append(attemptedAt, n.AttemptedAt)
+			sentAt = append(sentAt, n.SentAt)
+			deliveredAt = append(deliveredAt, n.DeliveredAt)
+			readAt = append(readAt, n.ReadAt)
+			failedAt = append(failedAt, n.FailedAt)
+		}
+		b.Queue(`UPDATE notification n SET status = u.status, wamid = nullif(u.wamid, ''),
+			error_code = nullif(u.error_code, ''), error = nullif(u.error, ''), onemsg_job_id = nullif(u.job_id, ''),
+			attempts = u.attempts, attempted_at = u.attempted_at, sent_at = u.sent_at,
+			delivered_at = u.delivered_at, read_at = u.read_at, failed_at = u.failed_at, updated_at = now()
+			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
+				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
+				AS u(id, status, wamid, error_code, error, job_id, attempts, attempted_at, sent_at, delivered_at, read_at, failed_at)
+			WHERE n.id = u.id`,
+			ids, statuses, wamids, codes, errs, jobIDs, attempts, attemptedAt, sentAt, deliveredAt, readAt, failedAt)
+	}
+	if len(w.events) > 0 {
+		queueEvents(b, w.events)
+	}
+	if len(w.changes) > 0 {
+		payloads := make([]string, len(w.changes))
+		for i, c := range w.changes {
+			payloads[i] = l.notifyPayload(c)
+		}
+		b.Queue("SELECT pg_notify($1, p) FROM unnest($2::text[]) p", StatusChannel, payloads)
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("write statuses: %w", err)
+		}
+	}
+	if l.OnChange != nil && len(w.changes) > 0 {
+		if err := l.OnChange(ctx, tx, w.changes); err != nil {
+			return fmt.Errorf("after status change: %w", err)
+		}
+	}
+	return nil
+}
+
+func queueEvents(b *pgx.Batch, events []event) {
+	var (
+		nids           []int64
+		statuses, srcs []string
+		applied        []bool
+		details        []string
+		occurred       []*time.Time
+	)
+	for _, e := range events {
+		nids = append(nids, e.notificationID)
+		statuses = append(statuses, e.status)
+		srcs = append(srcs, string(e.source))
+		applied = append(applied, e.applied)
+		d := e.detail
+		if len(d) == 0 {
+			d = []byte("{}")
+		}
+		details = append(details, string(d))
+		occurred = append(occurred, e.occurredAt)
+	}
+	b.Queue(`INSERT INTO notification_event (notification_id, status, source, applied, detail, occurred_at)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::jsonb[], $6::timestamptz[])`,
+		nids, statuses, srcs, applied, details, occurred)
+}
+
+// notifyPayload is the JSON a LISTEN client receives on StatusChannel.
+func (l *Ledger) notifyPayload(c Change) string {
+	n := c.Notification
+	errText := truncate(n.Error, 1000)
+	b, _ := json.Marshal(struct {
+		Schema      string `json:"schema,omitempty"`
+		EventID     string `json:"event_id"`
+		OrderNumber string `json:"order_number,omitempty"`
+		Status      Status `json:"status"`
+		From        Status `json:"from,omitempty"`
+		Source      Source `json:"source"`
+		ErrorCode   string `json:"error_code,omitempty"`
+		Error       string `json:"error,omitempty"`
+		Wamid       string `json:"wamid,omitempty"`
+		At          string `json:"at"`
+	}{l.Schema, n.EventID, n.OrderNumber(), c.To, c.From, c.Source, n.ErrorCode, errText, n.Wamid, c.At.UTC().Format(time.RFC3339Nano)})
+	return string(b)
+}
+
+// detailJSON encodes a detail object, never failing.
+func detailJSON(m map[string]any) []byte {
+	if len(m) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return []byte(fmt.Sprintf(`{"unencodable": %q}`, err.Error()))
+	}
+	return b
+}
+
+// truncate shortens s to at most n bytes, cutting on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}

@@ -1,0 +1,119 @@
+package sql_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cancelnotify/cancelnotify/internal/dbtest"
+	cnsql "github.com/cancelnotify/cancelnotify/sql"
+)
+
+func TestMigrateTwiceAndConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := dbtest.NewSchemaName("cnmig")
+	pool, err := cnsql.Open(ctx, dbtest.URL(), schema, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dbtest.Drop(t, schema) })
+	t.Cleanup(pool.Close)
+
+	err = cnsql.Check(ctx, pool, schema)
+	if !errors.Is(err, cnsql.ErrNotMigrated) || !strings.Contains(err.Error(), "cancelnotify migrate") {
+		t.Fatalf("Check before migrate = %v; want ErrNotMigrated naming the command", err)
+	}
+
+	// Two migrators at once: the advisory lock makes one wait; both succeed
+	// and exactly one applies the versions.
+	var wg sync.WaitGroup
+	results := make([]*cnsql.Result, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Go(func() { results[i], errs[i] = cnsql.Migrate(ctx, pool, schema, nil) })
+	}
+	wg.Wait()
+	applied := 0
+	for i := range 2 {
+		if errs[i] != nil {
+			t.Fatalf("migrator %d: %v", i, errs[i])
+		}
+		if results[i].Version != cnsql.Latest() {
+			t.Errorf("migrator %d ended at version %d, want %d", i, results[i].Version, cnsql.Latest())
+		}
+		applied += len(results[i].Applied)
+	}
+	if applied != len(cnsql.Migrations()) {
+		t.Errorf("applied %d versions in total, want %d (each once)", applied, len(cnsql.Migrations()))
+	}
+	if err := cnsql.Check(ctx, pool, schema); err != nil {
+		t.Fatalf("Check after migrate: %v", err)
+	}
+
+	again, err := cnsql.Migrate(ctx, pool, schema, nil)
+	if err != nil || len(again.Applied) != 0 || len(again.RiverApplied) != 0 {
+		t.Fatalf("third migrate: %+v, %v; want nothing applied", again, err)
+	}
+
+	// A database ahead of the binary is refused with advice.
+	if _, err := pool.Exec(ctx, "INSERT INTO cancelnotify_migration (version, name) VALUES (999, 'future')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cnsql.Check(ctx, pool, schema); err == nil || !strings.Contains(err.Error(), "upgrade cancelnotify") {
+		t.Fatalf("Check with a newer schema = %v; want advice to upgrade", err)
+	}
+}
+
+func TestCheckOutdated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := dbtest.New(t)
+	if _, err := pool.Exec(ctx, "DELETE FROM cancelnotify_migration WHERE version = $1", cnsql.Latest()); err != nil {
+		t.Fatal(err)
+	}
+	schema := pool.Config().ConnConfig.RuntimeParams["search_path"]
+	err := cnsql.Check(ctx, pool, schema)
+	if !errors.Is(err, cnsql.ErrNotMigrated) || !strings.Contains(err.Error(), "lacks migration") {
+		t.Fatalf("Check = %v; want the missing version named", err)
+	}
+}
+
+func TestSchemaName(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"cancelnotify", true}, {"cn_2", true}, {"_x", true},
+		{"", false}, {"Cancel", false}, {"a-b", false}, {"1abc", false}, {strings.Repeat("a", 51), false}, {"x; DROP", false},
+	} {
+		if err := cnsql.ValidateSchemaName(tt.name); (err == nil) != tt.ok {
+			t.Errorf("ValidateSchemaName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+// The OMS's insert wakes a LISTENer on the schema's channel once per statement.
+func TestOutboxTriggerNotifies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := dbtest.New(t)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `LISTEN "`+schema+`.outbox"`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO outbox (event_id, payload) VALUES ('a', '{}'), ('b', 'null')`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := conn.Conn().WaitForNotification(ctx)
+	if err != nil || n.Channel != schema+".outbox" {
+		t.Fatalf("notification %+v, %v", n, err)
+	}
+}
