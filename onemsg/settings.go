@@ -1,0 +1,117 @@
+package onemsg
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// MaxWebhooks is how many webhook URLs 1MSG keeps per channel.
+const MaxWebhooks = 5
+
+// SetWebhookResult is POST /webhook's answer.
+type SetWebhookResult struct {
+	Set     bool   `json:"set"`
+	Message string `json:"message"`
+}
+
+// SetWebhook replaces the channel's webhook list with urls (at most
+// MaxWebhooks). 1MSG does not append: callers that must keep other URLs read
+// Webhooks first.
+func (c *Client) SetWebhook(ctx context.Context, urls []string) (*SetWebhookResult, error) {
+	if len(urls) > MaxWebhooks {
+		return nil, &Error{Op: "webhook", Kind: KindRejected, Message: fmt.Sprintf("%d webhook URLs given; 1MSG keeps at most %d", len(urls), MaxWebhooks)}
+	}
+	var body any = urls
+	if len(urls) == 1 {
+		body = urls[0]
+	}
+	var r SetWebhookResult
+	if err := c.do(ctx, "webhook", http.MethodPost, "webhook", nil, map[string]any{"webhookUrl": body}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Webhooks returns the registered webhook URLs (GET /webhook), whether 1MSG
+// answers with one URL, a list or a comma-separated string.
+func (c *Client) Webhooks(ctx context.Context) ([]string, error) {
+	var out struct {
+		WebhookURL json.RawMessage `json:"webhookUrl"`
+	}
+	if err := c.do(ctx, "webhook", http.MethodGet, "webhook", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return webhookURLs(out.WebhookURL), nil
+}
+
+func webhookURLs(raw json.RawMessage) []string {
+	var list []string
+	if json.Unmarshal(raw, &list) != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil
+		}
+		list = strings.Split(s, ",")
+	}
+	out := list[:0]
+	for _, u := range list {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// Settings are the channel settings cancelnotify reads and writes.
+type Settings struct {
+	WebhookURLs        []string
+	AckNotificationsOn bool
+	RawHooks           bool
+	GuaranteedHooks    bool
+	Raw                json.RawMessage // the whole answer, for display
+}
+
+// UnmarshalJSON reads GET/POST /settings answers.
+func (s *Settings) UnmarshalJSON(b []byte) error {
+	var w struct {
+		WebhookURL         json.RawMessage `json:"webhookUrl"`
+		AckNotificationsOn bool            `json:"ackNotificationsOn"`
+		RawHooks           bool            `json:"rawHooks"`
+		GuaranteedHooks    bool            `json:"guaranteedHooks"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*s = Settings{WebhookURLs: webhookURLs(w.WebhookURL), AckNotificationsOn: w.AckNotificationsOn,
+		RawHooks: w.RawHooks, GuaranteedHooks: w.GuaranteedHooks, Raw: append(json.RawMessage(nil), b...)}
+	return nil
+}
+
+// SettingsUpdate lists the settings to change; nil fields stay as they are.
+type SettingsUpdate struct {
+	AckNotificationsOn *bool `json:"ackNotificationsOn,omitempty"`
+	RawHooks           *bool `json:"rawHooks,omitempty"`
+	GuaranteedHooks    *bool `json:"guaranteedHooks,omitempty"`
+}
+
+// Settings returns the channel settings.
+func (c *Client) Settings(ctx context.Context) (*Settings, error) {
+	var s Settings
+	if err := c.do(ctx, "settings", http.MethodGet, "settings", nil, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// UpdateSettings changes the channel settings and returns them as 1MSG
+// reports them afterwards.
+func (c *Client) UpdateSettings(ctx context.Context, u SettingsUpdate) (*Settings, error) {
+	var s Settings
+	if err := c.do(ctx, "settings", http.MethodPost, "settings", nil, u, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
