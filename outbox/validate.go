@@ -1,0 +1,564 @@
+package outbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/cancelnotify/cancelnotify/ledger"
+)
+
+// EventTypeOrderCancelled is the only event type this version handles.
+const EventTypeOrderCancelled = "order.cancelled"
+
+// DefaultBody is the approved template's body text from the seed use case.
+const DefaultBody = `Hello, {{1}}! Order #{{2}} for "{{3}}" has been cancelled. {{4}}.`
+
+// MaxPayloadBytes: payloads larger than this are rejected without being
+// decoded (the relay selects NULL instead of the payload when pg_column_size
+// exceeds it; Validate also checks len).
+const MaxPayloadBytes = 64 << 10
+
+// Limits of the validation rules. Unexported and prefixed with "val" because
+// relay.go shares the package.
+const (
+	valMaxBodyRunes     = 1024 // Meta: hydrated template body (error 132005)
+	valMinShortRunes    = 20   // product_name / next_step are never cut below this
+	valMaxReasonValue   = 80   // runes of a user value quoted in a Reason
+	valMaxPhoneDigits   = 17   // E.164 allows 15; 2 more for a "(0)" trunk prefix
+	valDefaultLanguage  = "en" // when Validator.Language is empty (ONEMSG_LANGUAGE default)
+	valPhoneExample     = `"+7 900 123-45-67"`
+	valLanguageExamples = `"en", "ru" or "pt_BR"`
+)
+
+// valTextKeys are the payload keys of the four template body variables,
+// in template order ({{1}}..{{4}}).
+var valTextKeys = [4]string{"customer_name", "order_number", "product_name", "next_step"}
+
+// valRequiredKeys are the keys an order.cancelled payload must have.
+var valRequiredKeys = [5]string{"phone", "customer_name", "order_number", "product_name", "next_step"}
+
+// valShortenable are the indexes into the four texts that may be shortened
+// to fit the body limit, in the order they are shortened.
+var valShortenable = [2]int{2, 3} // product_name, then next_step
+
+// valTextWhat tells an OMS developer what to write in an empty text.
+var valTextWhat = map[string]string{
+	"customer_name": "the customer's name",
+	"order_number":  "the order number",
+	"product_name":  "the product name",
+	"next_step":     "the cancellation reason, refund timeline or next step",
+}
+
+var valLanguageRE = regexp.MustCompile(`^[a-z]{2,3}(_[A-Z]{2})?$`)
+
+// Validator checks outbox rows and prepares the template parameters.
+// The zero value is usable: language "en" and DefaultBody.
+type Validator struct {
+	Language string // default template language (ONEMSG_LANGUAGE), e.g. "en"
+	Body     string // template body with {{1}}..{{4}}; "" means DefaultBody
+}
+
+// Decision is what to do with one outbox row.
+type Decision struct {
+	Status    ledger.Status // StatusQueued, StatusRejected or StatusSkipped
+	Phone     string        // normalized digits, E.164 without "+" ("" when the phone could not be read)
+	Language  string        // template language code to send with
+	Params    []string      // the four body texts exactly as they will be sent (nil when rejected or skipped)
+	Shortened []string      // names of payload keys that were shortened to fit 1024 chars, in order ("product_name", "next_step")
+	Code      string        // machine-readable reason for rejected/skipped, e.g. "missing_field", "invalid_phone", "not_a_string", "empty_text", "body_too_long", "unknown_event_type", "invalid_json", "payload_too_large", "invalid_language", "opted_out"
+	Reason    string        // human sentence naming the field, the rule and what to do, e.g. `payload.phone "12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"`
+}
+
+func (d Decision) reject(code, reason string) Decision {
+	d.Status = ledger.StatusRejected
+	d.Params, d.Shortened = nil, nil
+	d.Code, d.Reason = code, reason
+	return d
+}
+
+func (v Validator) body() string {
+	if v.Body == "" {
+		return DefaultBody
+	}
+	return v.Body
+}
+
+func (v Validator) language() string {
+	if v.Language == "" {
+		return valDefaultLanguage
+	}
+	return v.Language
+}
+
+// Render fills the template body with params (used to measure length and by
+// tests; the relay doesn't send it). params[i] replaces every {{i+1}} in one
+// pass, so a text that itself contains "{{2}}" is not substituted again;
+// placeholders without a param are left as they are.
+func (v Validator) Render(params []string) string {
+	if len(params) == 0 {
+		return v.body()
+	}
+	pairs := make([]string, 0, 2*len(params))
+	for i, p := range params {
+		pairs = append(pairs, "{{"+strconv.Itoa(i+1)+"}}", p)
+	}
+	return strings.NewReplacer(pairs...).Replace(v.body())
+}
+
+// Validate decides what to do with one outbox row. It never panics and never
+// returns an error: every input ends as exactly one of queued / rejected /
+// skipped with a reason.
+//
+// Order of the checks, first failure wins:
+//  1. event_type, then payload size, UTF-8, JSON syntax and "is an object"
+//     (nothing else can be read before these pass);
+//  2. whatsapp_opt_in: false skips the row even when other fields are wrong,
+//     because a customer who did not opt in must never be messaged and
+//     "skipped" says exactly that; a non-boolean value (null included, consent
+//     unknown) rejects the row;
+//  3. required keys present (all missing keys named at once), then types (all
+//     wrong types named at once), phone, language, empty texts, body length.
+//
+// Phone and Language are filled in whenever they could be read, also for
+// rejected and skipped rows, so the ledger shows whom a row was for.
+func (v Validator) Validate(eventType string, payload []byte) Decision {
+	d := Decision{Language: v.language()}
+
+	if eventType != EventTypeOrderCancelled {
+		return d.reject("unknown_event_type", fmt.Sprintf(
+			"event_type %s is not supported: this version of cancelnotify only handles %q; insert the row with event_type %q",
+			valQuote(eventType), EventTypeOrderCancelled, EventTypeOrderCancelled))
+	}
+	if len(payload) > MaxPayloadBytes {
+		return d.reject("payload_too_large", fmt.Sprintf(
+			"payload is %d bytes, over the limit of %d bytes: send only phone, customer_name, order_number, product_name, next_step and optionally language and whatsapp_opt_in",
+			len(payload), MaxPayloadBytes))
+	}
+	obj, reason := valDecodeObject(payload)
+	if obj == nil {
+		return d.reject("invalid_json", reason)
+	}
+
+	// Best effort, before anything can fail, so rejected and skipped rows
+	// still record the recipient and the language.
+	var phoneRaw string
+	phoneIsString := false
+	if raw, ok := obj["phone"]; ok && valKind(raw) == "string" {
+		phoneRaw, phoneIsString = valString(raw), true
+		d.Phone, _ = valNormalizePhone(phoneRaw)
+	}
+	langRaw, hasLang := obj["language"]
+	lang, langGiven := "", false
+	if hasLang {
+		switch valKind(langRaw) {
+		case "null":
+			hasLang = false // null = not given: the default applies
+		case "string":
+			lang = valString(langRaw)
+			langGiven = lang != "" // "" = not given, as many serializers write it
+			if langGiven && valLanguageRE.MatchString(lang) {
+				d.Language = lang
+			}
+		}
+	}
+
+	if raw, ok := obj["whatsapp_opt_in"]; ok {
+		switch valKind(raw) {
+		case "false":
+			d.Status = ledger.StatusSkipped
+			d.Code = "opted_out"
+			d.Reason = "customer did not opt in to WhatsApp (payload.whatsapp_opt_in is false); nothing sent"
+			return d
+		case "true":
+		default:
+			return d.reject("not_a_boolean", fmt.Sprintf(
+				"payload.whatsapp_opt_in is %s, not a boolean: write true or false, or omit the key when the customer opted in; nothing was sent",
+				valDescribe(raw)))
+		}
+	}
+
+	var missing []string
+	for _, k := range valRequiredKeys {
+		if _, ok := obj[k]; !ok {
+			missing = append(missing, "payload."+k)
+		}
+	}
+	if len(missing) > 0 {
+		verb, them := "is", "it"
+		if len(missing) > 1 {
+			verb, them = "are", "them"
+		}
+		return d.reject("missing_field", fmt.Sprintf(
+			"%s %s missing: an %s payload needs the keys phone, customer_name, order_number, product_name and next_step; add %s",
+			valJoin(missing), verb, EventTypeOrderCancelled, them))
+	}
+
+	var wrong []string
+	if !phoneIsString {
+		wrong = append(wrong, fmt.Sprintf("payload.phone is %s, not a string: write it as a JSON string with the country code, e.g. %s",
+			valDescribe(obj["phone"]), valPhoneExample))
+	}
+	var texts [4]string
+	for i, k := range valTextKeys {
+		raw := obj[k]
+		switch kind := valKind(raw); {
+		case kind == "string":
+			texts[i] = valString(raw)
+		case kind == "number" && k == "order_number":
+			texts[i] = valNumberText(string(bytes.TrimSpace(raw)))
+		case k == "order_number":
+			wrong = append(wrong, fmt.Sprintf("payload.order_number is %s: write it as a JSON string or number", valDescribe(raw)))
+		default:
+			wrong = append(wrong, fmt.Sprintf("payload.%s is %s, not a string: write %s as a JSON string", k, valDescribe(raw), valTextWhat[k]))
+		}
+	}
+	if hasLang && valKind(langRaw) != "string" {
+		wrong = append(wrong, fmt.Sprintf("payload.language is %s, not a string: write a code like %s, or omit it to use the default %q",
+			valDescribe(langRaw), valLanguageExamples, v.language()))
+	}
+	if len(wrong) > 0 {
+		return d.reject("not_a_string", strings.Join(wrong, "; "))
+	}
+
+	if d.Phone == "" {
+		return d.reject("invalid_phone", fmt.Sprintf(
+			"payload.phone %s is not a valid international phone number: write it with the country code, e.g. %s",
+			valQuote(phoneRaw), valPhoneExample))
+	}
+	if langGiven && !valLanguageRE.MatchString(lang) {
+		return d.reject("invalid_language", fmt.Sprintf(
+			"payload.language %s is not a template language code: use two or three lowercase letters with an optional _ and two-letter region, like %s, or omit it to use the default %q",
+			valQuote(lang), valLanguageExamples, v.language()))
+	}
+
+	params := make([]string, 4)
+	var empty []string
+	for i, t := range texts {
+		params[i] = valNormalizeText(t)
+		if params[i] == "" {
+			empty = append(empty, valTextKeys[i])
+		}
+	}
+	if len(empty) > 0 {
+		parts := make([]string, len(empty))
+		for i, k := range empty {
+			parts[i] = fmt.Sprintf("payload.%s is empty (or only spaces, line breaks or control characters): write %s", k, valTextWhat[k])
+		}
+		return d.reject("empty_text", strings.Join(parts, "; ")+"; WhatsApp rejects empty template parameters")
+	}
+
+	// Fit the hydrated body into Meta's limit: shorten the product name, then
+	// the next step, never below valMinShortRunes, ending with "…".
+	body := v.body()
+	n := utf8.RuneCountInString(v.Render(params))
+	for _, i := range valShortenable {
+		if n <= valMaxBodyRunes {
+			break
+		}
+		uses := strings.Count(body, "{{"+strconv.Itoa(i+1)+"}}")
+		cur := utf8.RuneCountInString(params[i])
+		if uses == 0 || cur <= valMinShortRunes {
+			continue
+		}
+		cut := (n - valMaxBodyRunes + uses - 1) / uses
+		params[i] = valShorten(params[i], max(cur-cut, valMinShortRunes))
+		d.Shortened = append(d.Shortened, valTextKeys[i])
+		n = utf8.RuneCountInString(v.Render(params))
+	}
+	if n > valMaxBodyRunes {
+		return d.reject("body_too_long", v.tooLongReason(texts, params, d.Shortened, n))
+	}
+
+	d.Status = ledger.StatusQueued
+	d.Params = params
+	return d
+}
+
+// tooLongReason names the field to blame for a body that cannot be made to
+// fit: the longest text as the OMS wrote it (after whitespace
+// normalization), or the template itself when it is too long on its own.
+func (v Validator) tooLongReason(texts [4]string, params, shortened []string, n int) string {
+	if fixed := utf8.RuneCountInString(v.Render(make([]string, 4))); fixed > valMaxBodyRunes-4 {
+		return fmt.Sprintf("the template body alone is %d characters, so the message cannot fit WhatsApp's limit of %d characters: fix the configured template body",
+			fixed, valMaxBodyRunes)
+	}
+	worst, worstLen := 0, -1
+	for i, p := range params {
+		if l := utf8.RuneCountInString(p); l > worstLen {
+			worst, worstLen = i, l
+		}
+	}
+	orig := utf8.RuneCountInString(valNormalizeText(texts[worst]))
+	after := ""
+	if len(shortened) > 0 {
+		names := make([]string, len(shortened))
+		for i, k := range shortened {
+			names[i] = "payload." + k
+		}
+		after = fmt.Sprintf(" even after shortening %s to %d characters", valJoin(names), valMinShortRunes)
+	}
+	return fmt.Sprintf("payload.%s is %d characters long, so the message body would be %d characters, over WhatsApp's limit of %d%s: shorten payload.%s",
+		valTextKeys[worst], orig, n, valMaxBodyRunes, after, valTextKeys[worst])
+}
+
+// valDecodeObject decodes only the top level of payload into raw values, so
+// the depth or shape of keys we ignore costs nothing beyond the syntax check
+// (encoding/json still refuses nesting deeper than 10000 levels anywhere:
+// that is invalid_json). It returns nil and a reason when payload is not one
+// valid UTF-8 JSON object.
+func valDecodeObject(payload []byte) (map[string]json.RawMessage, string) {
+	const fix = "the OMS must write one JSON object with the keys phone, customer_name, order_number, product_name and next_step"
+	if len(bytes.TrimSpace(payload)) == 0 {
+		return nil, "payload is empty: " + fix
+	}
+	if !utf8.Valid(payload) {
+		off := 0
+		for off < len(payload) {
+			r, size := utf8.DecodeRune(payload[off:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			off += size
+		}
+		return nil, fmt.Sprintf("payload is not valid UTF-8 (bad byte at offset %d): %s, in UTF-8", off, fix)
+	}
+	var top json.RawMessage
+	if err := json.Unmarshal(payload, &top); err != nil {
+		msg := err.Error()
+		var se *json.SyntaxError
+		if strings.Contains(msg, "exceeded max depth") {
+			msg = "arrays or objects nested more than 10000 levels deep"
+		} else if errors.As(err, &se) {
+			msg = fmt.Sprintf("%s, at byte %d", se.Error(), se.Offset)
+		}
+		return nil, fmt.Sprintf("payload is not valid JSON (%s): %s", valClip(msg, 2*valMaxReasonValue), fix)
+	}
+	if kind := valKind(top); kind != "object" {
+		if kind == "true" || kind == "false" {
+			kind = "boolean"
+		}
+		return nil, fmt.Sprintf("payload must be a JSON object, got %s: %s", kind, fix)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(top, &obj); err != nil || obj == nil {
+		// Unreachable after the checks above; kept so no input can slip through.
+		return nil, "payload is not a readable JSON object: " + fix
+	}
+	return obj, ""
+}
+
+// valKind is the JSON kind of a raw value: "object", "array", "string",
+// "number", "true", "false" or "null".
+func valKind(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "null"
+	}
+	switch raw[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't':
+		return "true"
+	case 'f':
+		return "false"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+// valDescribe says what a raw value is, for a Reason: `a number (42)`,
+// `the string "no"`, `null`, `an array`.
+func valDescribe(raw json.RawMessage) string {
+	switch kind := valKind(raw); kind {
+	case "object", "array":
+		return "an " + kind
+	case "string":
+		return "the string " + valQuote(valString(raw))
+	case "true", "false":
+		return "a boolean (" + kind + ")"
+	case "null":
+		return "null"
+	}
+	return "a number (" + valClip(string(bytes.TrimSpace(raw)), valMaxReasonValue) + ")"
+}
+
+// valString decodes a raw JSON string; the payload is already known to be
+// valid JSON, so the error cannot happen.
+func valString(raw json.RawMessage) string {
+	var s string
+	_ = json.Unmarshal(raw, &s)
+	return s
+}
+
+// valNumberText renders a JSON number literal as an order number. Literals
+// without an exponent are kept as written (jsonb stores 10482 and 10482.50
+// that way); an exponent is expanded, so 1.0482e4 becomes "10482" and 1.5e-3
+// "0.0015". Absurd exponents keep the literal rather than build a huge string.
+func valNumberText(lit string) string {
+	mant, exp, hasExp := lit, 0, false
+	if i := strings.IndexAny(lit, "eE"); i >= 0 {
+		e, err := strconv.Atoi(lit[i+1:])
+		if err != nil || e > 40 || e < -40 {
+			return lit
+		}
+		mant, exp, hasExp = lit[:i], e, true
+	}
+	if !hasExp {
+		return lit
+	}
+	sign := ""
+	if strings.HasPrefix(mant, "-") {
+		sign, mant = "-", mant[1:]
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := intPart + frac
+	point := len(intPart) + exp // digits before the decimal point
+	var s string
+	switch {
+	case point <= 0:
+		s = "0." + strings.Repeat("0", -point) + digits
+	case point >= len(digits):
+		s = digits + strings.Repeat("0", point-len(digits))
+	default:
+		s = digits[:point] + "." + digits[point:]
+	}
+	whole, rest, hasPoint := strings.Cut(s, ".")
+	whole = strings.TrimLeft(whole, "0")
+	if whole == "" {
+		whole = "0"
+	}
+	if hasPoint {
+		return sign + whole + "." + rest
+	}
+	return sign + whole
+}
+
+// valNormalizePhone turns a phone in any common international notation into
+// E.164 digits without "+": everything but digits is dropped, a "+" before
+// the first digit or a leading "00" marks the international prefix, and a
+// number without either is read as if it had "+". The result must be a valid
+// number for libphonenumber.
+func valNormalizePhone(s string) (string, bool) {
+	plus, started := false, false
+	digits := make([]byte, 0, 20)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			digits = append(digits, c)
+			started = true
+			if len(digits) > valMaxPhoneDigits+2 {
+				return "", false
+			}
+		case c == '+' && !started:
+			plus = true
+		}
+	}
+	if !plus && len(digits) >= 2 && digits[0] == '0' && digits[1] == '0' {
+		digits = digits[2:]
+	}
+	if len(digits) < 2 || len(digits) > valMaxPhoneDigits {
+		return "", false
+	}
+	e164, ok := valParsePhone("+" + string(digits))
+	if !ok {
+		return "", false
+	}
+	out := strings.TrimPrefix(e164, "+")
+	for i := 0; i < len(out); i++ {
+		if out[i] < '0' || out[i] > '9' {
+			return "", false
+		}
+	}
+	return out, out != ""
+}
+
+// valParsePhone wraps the third-party parser so that a panic inside it
+// rejects the number instead of crashing the relay.
+func valParsePhone(s string) (e164 string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			e164, ok = "", false
+		}
+	}()
+	num, err := phonenumbers.Parse(s, "")
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return "", false
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), true
+}
+
+// valNormalizeText applies Meta's parameter text rules without rejecting:
+// line breaks, tabs and every other Unicode space or control character become
+// a space, runs of spaces collapse to one, and the ends are trimmed.
+func valNormalizeText(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			space = true
+			continue
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// valShorten cuts s to at most n runes (n >= 2), ending with "…". A space
+// before the ellipsis is dropped, so the result may be a rune shorter.
+func valShorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	cut := 0
+	for i := 0; i < n-1; i++ {
+		_, size := utf8.DecodeRuneInString(s[cut:])
+		cut += size
+	}
+	return strings.TrimRightFunc(s[:cut], unicode.IsSpace) + "…"
+}
+
+// valClip limits a user value quoted in a Reason to n runes.
+func valClip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	cut := 0
+	for i := 0; i < n; i++ {
+		_, size := utf8.DecodeRuneInString(s[cut:])
+		cut += size
+	}
+	return s[:cut] + "…"
+}
+
+// valQuote quotes a user value for a Reason, at most valMaxReasonValue runes.
+func valQuote(s string) string {
+	return strconv.Quote(valClip(s, valMaxReasonValue))
+}
+
+// valJoin joins names as "a", "a and b" or "a, b and c".
+func valJoin(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
