@@ -343,3 +343,6 @@ func redactURL(s string) string {
 	}
 	return u.String()
 }
+
+// BaseURL returns the API base URL the client calls.
+func (c *Client) BaseURL() string { return c.base.String() }

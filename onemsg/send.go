@@ -54,10 +54,10 @@ func BodyParams(texts ...string) []Component {
 // SendResult is 1MSG's answer to an accepted or queued send.
 type SendResult struct {
 	Sent        bool   `json:"sent"`
-	ID          string `json:"id"`          // the WhatsApp message id (wamid.…)
-	Message     string `json:"message"`     // informational, e.g. "Sent to 7900…@c.us"
-	Description string `json:"description"` // informational
-	JobID       string `json:"jobId"`       // set when 1MSG queued the send
+	ID          string `json:"id"`              // the WhatsApp message id (wamid.…)
+	Message     string `json:"message"`         // informational, e.g. "Sent to 7900…@c.us"
+	Description string `json:"description"`     // informational
+	JobID       string `json:"jobId,omitempty"` // set when 1MSG queued the send
 }
 
 // Queued reports whether 1MSG took the request into its queue without a

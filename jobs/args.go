@@ -1,0 +1,112 @@
+// Package jobs holds cancelnotify's River jobs: the send job that turns a
+// queued notification into one WhatsApp template message, and the track job
+// that follows the message until WhatsApp reports a final status. It also
+// builds the River client that works them.
+//
+// Every hand-off is one Postgres transaction: the send job records its
+// intent before calling 1MSG and records the answer, the track job and its
+// own completion (JobCompleteTx) together, so a crash at any point leaves a
+// state the next attempt can finish without a second message.
+package jobs
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// Queues.
+const (
+	QueueSend  = "cancelnotify_send"
+	QueueTrack = "cancelnotify_track"
+)
+
+// allStates makes a unique key hold for the whole life of the job row, so a
+// second insert for the same notification is skipped even after the first
+// job finished or was cancelled.
+var allStates = []rivertype.JobState{
+	rivertype.JobStateAvailable, rivertype.JobStateCancelled, rivertype.JobStateCompleted,
+	rivertype.JobStateDiscarded, rivertype.JobStatePending, rivertype.JobStateRetryable,
+	rivertype.JobStateRunning, rivertype.JobStateScheduled,
+}
+
+// SendArgs asks for one notification to be sent.
+type SendArgs struct {
+	// OutboxID is the unique key (with Redrive): one send job per outbox
+	// event, a second guard behind the relay's own transaction.
+	OutboxID       int64  `json:"outbox_id" river:"unique"`
+	NotificationID int64  `json:"notification_id"`
+	EventID        string `json:"event_id"`
+	// Redrive counts operator re-drives of a failed or expired row; each
+	// gets its own job.
+	Redrive int `json:"redrive,omitempty" river:"unique"`
+}
+
+// Kind implements river.JobArgs.
+func (SendArgs) Kind() string { return "cancelnotify_send" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (SendArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:       QueueSend,
+		MaxAttempts: sendMaxAttempts,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true, ByState: allStates},
+	}
+}
+
+// TrackArgs asks for an accepted message to be followed to a final status.
+type TrackArgs struct {
+	NotificationID int64  `json:"notification_id"`
+	Wamid          string `json:"wamid" river:"unique"`
+	EventID        string `json:"event_id"`
+}
+
+// Kind implements river.JobArgs.
+func (TrackArgs) Kind() string { return "cancelnotify_track" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (TrackArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:       QueueTrack,
+		MaxAttempts: trackMaxAttempts,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true, ByState: allStates},
+	}
+}
+
+const (
+	// Attempts are consumed only by unexpected errors (database trouble,
+	// bugs): 1MSG outages and throttling snooze, which costs no attempt.
+	sendMaxAttempts  = 25
+	trackMaxAttempts = 25
+)
+
+// snoozes returns how often a job was snoozed so far (River counts them in
+// the job's metadata).
+func snoozes(metadata []byte) int {
+	var m struct {
+		Snoozes int `json:"snoozes"`
+	}
+	_ = json.Unmarshal(metadata, &m)
+	return m.Snoozes
+}
+
+// backoff doubles from base per snooze up to max.
+func backoff(n int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 0; i < n && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// mustJSON encodes v for an event's detail; encoding our own types cannot
+// fail, and a detail is not worth failing a job over.
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return b
+}

@@ -1,0 +1,132 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/cancelnotify/cancelnotify/ledger"
+)
+
+// Config configures the River client and its workers.
+type Config struct {
+	Pool      *pgxpool.Pool
+	Schema    string
+	Ledger    *ledger.Ledger
+	API       API     // 1MSG
+	Namespace string  // ONEMSG_NAMESPACE
+	Limiter   Limiter // paces sends; nil = unlimited
+
+	SendWorkers  int // default 100: 1MSG answers in tens of ms, so concurrency is throughput
+	TrackWorkers int // default 20
+
+	TrackFor       time.Duration // CANCELNOTIFY_TRACK_FOR, default 24h
+	TrackFirstPoll time.Duration // first hookInfo poll after acceptance, default 5s (60s with webhooks)
+	TrackPollMax   time.Duration // longest pause between polls, default 10m
+	SendFor        time.Duration // give up sending after this long since the cancellation; default 24h, <0 never
+
+	CallTimeout time.Duration // one 1MSG call's timeout; sizes the job timeouts (default 15s)
+
+	// River tuning; see river.md §6.4: River's defaults (100ms, 1s) give a
+	// p99 pickup latency of ~300ms, these give ~10ms.
+	FetchCooldown     time.Duration // default 5ms
+	FetchPollInterval time.Duration // default 200ms
+
+	ID       string // River client id; default generated
+	Logger   *slog.Logger
+	TestOnly bool
+
+	// afterSend is the send worker's crash point, for tests.
+	afterSend func(context.Context) error
+}
+
+func (c *Config) withDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.SendWorkers <= 0 {
+		c.SendWorkers = 100
+	}
+	if c.TrackWorkers <= 0 {
+		c.TrackWorkers = 20
+	}
+	def(&c.TrackFor, 24*time.Hour)
+	def(&c.TrackFirstPoll, 5*time.Second)
+	def(&c.TrackPollMax, 10*time.Minute)
+	def(&c.SendFor, 24*time.Hour)
+	def(&c.CallTimeout, 15*time.Second)
+	def(&c.FetchCooldown, 5*time.Millisecond)
+	def(&c.FetchPollInterval, 200*time.Millisecond)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Ledger == nil {
+		c.Ledger = &ledger.Ledger{Schema: c.Schema}
+	}
+	if c.Limiter == nil {
+		c.Limiter = unlimited{}
+	}
+}
+
+type unlimited struct{}
+
+func (unlimited) Wait(ctx context.Context) error { return ctx.Err() }
+
+// NewClient returns a River client that works the send and track queues.
+func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
+	if cfg.Pool == nil || cfg.API == nil {
+		return nil, errors.New("jobs: Config.Pool and Config.API are required")
+	}
+	cfg.withDefaults()
+
+	// A send attempt makes at most two 1MSG calls (history, send) plus a few
+	// short transactions; a poll makes one call.
+	sendTimeout := 2*cfg.CallTimeout + 15*time.Second
+	trackTimeout := cfg.CallTimeout + 15*time.Second
+
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &SendWorker{
+		pool: cfg.Pool, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
+		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: sendTimeout, logger: cfg.Logger,
+		afterSend: cfg.afterSend,
+	}); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, &TrackWorker{
+		pool: cfg.Pool, ledger: cfg.Ledger, api: cfg.API, trackFor: cfg.TrackFor,
+		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: trackTimeout, logger: cfg.Logger,
+	}); err != nil {
+		return nil, err
+	}
+	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		ID:                cfg.ID,
+		Schema:            cfg.Schema,
+		Logger:            cfg.Logger,
+		Workers:           workers,
+		FetchCooldown:     cfg.FetchCooldown,
+		FetchPollInterval: cfg.FetchPollInterval,
+		Queues: map[string]river.QueueConfig{
+			QueueSend:  {MaxWorkers: cfg.SendWorkers},
+			QueueTrack: {MaxWorkers: cfg.TrackWorkers},
+		},
+		JobTimeout: sendTimeout,
+		// A job left running by a killed process is retried after this. It
+		// must exceed every job's timeout so a slow but live attempt is never
+		// run twice at once; the send job then reconciles before resending.
+		RescueStuckJobsAfter: sendTimeout + 30*time.Second,
+		TestOnly:             cfg.TestOnly,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create River client: %w", err)
+	}
+	return client, nil
+}

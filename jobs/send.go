@@ -1,0 +1,452 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/onemsg"
+)
+
+// API is what the workers need of 1MSG; *onemsg.Client implements it.
+type API interface {
+	SendTemplate(ctx context.Context, req onemsg.SendTemplateRequest) (*onemsg.SendResult, error)
+	Messages(ctx context.Context, q onemsg.MessagesQuery) (*onemsg.History, error)
+	HookInfo(ctx context.Context, messageID string) ([]onemsg.Hook, error)
+}
+
+// Limiter paces sends (golang.org/x/time/rate.Limiter implements it).
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// SendWorker sends one notification's template (design §1, §5).
+type SendWorker struct {
+	river.WorkerDefaults[SendArgs]
+
+	pool      *pgxpool.Pool
+	ledger    *ledger.Ledger
+	api       API
+	limiter   Limiter
+	namespace string
+	firstPoll time.Duration
+	sendFor   time.Duration
+	timeout   time.Duration
+	logger    *slog.Logger
+
+	// afterSend, when set by a test, runs between 1MSG's answer and the
+	// transaction that records it; an error returned aborts the attempt
+	// there, as a crash at that instant would.
+	afterSend func(ctx context.Context) error
+}
+
+// Timeout bounds one attempt: reconciliation, the send and the writes.
+func (w *SendWorker) Timeout(*river.Job[SendArgs]) time.Duration { return w.timeout }
+
+// How long a queued (sent:false + jobId) message may take to show up in the
+// history before the row is held as in_doubt.
+const queuedGrace = 10 * time.Minute
+
+// reconcileWindow widens the history search before the recorded intent, for
+// clock skew between us and 1MSG.
+const reconcileWindow = 2 * time.Minute
+
+// Work implements river.Worker.
+func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
+	n, done, err := w.begin(ctx, job)
+	if err != nil || done {
+		return err
+	}
+	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts)
+
+	if err := w.limiter.Wait(ctx); err != nil {
+		return w.requeue(ctx, n, "interrupted while waiting for the send rate limit", err)
+	}
+	res, err := w.api.SendTemplate(ctx, onemsg.SendTemplateRequest{
+		Phone:     n.Phone,
+		Template:  n.Template,
+		Namespace: w.namespace,
+		Language:  onemsg.DeterministicLanguage(n.Language),
+		Params:    onemsg.BodyParams(n.Params...),
+	})
+	if w.afterSend != nil {
+		if herr := w.afterSend(ctx); herr != nil {
+			return herr
+		}
+	}
+	// Whatever 1MSG said must be recorded even if the job's context ends
+	// now (shutdown, timeout): losing an accepted wamid forces a reconcile.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+
+	var apiErr *onemsg.Error
+	switch {
+	case err == nil && res.Queued():
+		log.Info("1MSG queued the send", "onemsg_job_id", res.JobID)
+		return w.hold(rctx, job, n, res.JobID)
+	case err == nil:
+		return w.accepted(rctx, job, n.ID, res.ID, ledger.Report{Detail: mustJSON(res)})
+	case errors.As(err, &apiErr):
+		switch apiErr.Kind {
+		case onemsg.KindRejected:
+			log.Warn("1MSG refused the message", "error", apiErr.Message, "code", apiErr.CodeString())
+			if err := w.fail(rctx, n.ID, apiErr); err != nil {
+				return err
+			}
+			return river.JobCancel(apiErr)
+		case onemsg.KindThrottled:
+			if err := w.requeue(rctx, n, "throttled by 1MSG", apiErr); err != nil {
+				return err
+			}
+			wait := apiErr.RetryAfter
+			if wait <= 0 {
+				wait = backoff(snoozes(job.Metadata), time.Second, time.Minute)
+			}
+			return river.JobSnooze(jitter(wait))
+		case onemsg.KindNotSent:
+			if err := w.requeue(rctx, n, "1MSG unreachable", apiErr); err != nil {
+				return err
+			}
+			return river.JobSnooze(jitter(backoff(snoozes(job.Metadata), time.Second, time.Minute)))
+		}
+	}
+	// Unknown outcome: the row stays `sending`; the next run reconciles
+	// with 1MSG's history before anything is sent again.
+	log.Warn("1MSG send outcome unknown; will reconcile before any resend", "error", err)
+	if ctx.Err() != nil {
+		return ctx.Err() // shutdown: River puts the job back without using an attempt
+	}
+	return river.JobSnooze(jitter(backoff(snoozes(job.Metadata), time.Second, time.Minute)))
+}
+
+// begin locks the row and decides what this run does. It returns done when
+// the job is finished (already sent, final, held, or just reconciled).
+// Otherwise the row is `sending` with this attempt's intent committed.
+func (w *SendWorker) begin(ctx context.Context, job *river.Job[SendArgs]) (*ledger.Notification, bool, error) {
+	for {
+		tx, err := w.pool.Begin(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		n, err := ledger.Lock(ctx, tx, job.Args.NotificationID)
+		if err != nil {
+			tx.Rollback(ctx) //nolint:errcheck
+			return nil, false, err
+		}
+		switch {
+		case n.Wamid != "":
+			// Accepted before (a rescued job, or a reconcile that adopted the
+			// id): only make sure it is tracked.
+			err := w.complete(ctx, tx, job, n)
+			return nil, true, err
+		case n.Status.Final() || n.Status == ledger.StatusInDoubt || n.Status == ledger.StatusSent:
+			err := w.complete(ctx, tx, job, n)
+			return nil, true, err
+		case n.Status == ledger.StatusSending:
+			tx.Rollback(ctx) //nolint:errcheck
+			// The previous attempt's outcome is unknown. Reconcile outside any
+			// transaction: 1MSG calls must not hold row locks.
+			decided, err := w.reconcile(ctx, job, n)
+			if err != nil || decided {
+				return nil, true, err
+			}
+			continue // provably absent and moved back to queued: send again
+		case w.sendFor > 0 && time.Since(n.EventCreatedAt) > w.sendFor:
+			err := w.ledger.Move(ctx, tx, n, ledger.Move{To: ledger.StatusFailed, ErrorCode: "not_sent_in_time",
+				Error: fmt.Sprintf("not sent within %s of the cancellation (CANCELNOTIFY_SEND_FOR); last error: %s", w.sendFor, lastError(n))})
+			if err == nil {
+				_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+			}
+			if err == nil {
+				err = tx.Commit(ctx)
+			}
+			tx.Rollback(ctx) //nolint:errcheck
+			return nil, true, err
+		}
+		// queued: record the intent before the call.
+		if err := w.ledger.Move(ctx, tx, n, ledger.Move{To: ledger.StatusSending, Attempt: true}); err != nil {
+			tx.Rollback(ctx) //nolint:errcheck
+			return nil, false, err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return nil, false, err
+		}
+		return n, false, nil
+	}
+}
+
+func lastError(n *ledger.Notification) string {
+	if n.Error == "" {
+		return "none recorded"
+	}
+	return n.Error
+}
+
+// complete finishes the job in tx, making sure an accepted message has a
+// track job, and commits.
+func (w *SendWorker) complete(ctx context.Context, tx pgx.Tx, job *river.Job[SendArgs], n *ledger.Notification) error {
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if n.Wamid != "" && !n.Status.Final() {
+		if err := w.insertTrack(ctx, tx, n.ID, n.Wamid, n.EventID); err != nil {
+			return err
+		}
+	}
+	if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+		return fmt.Errorf("complete send job: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+func (w *SendWorker) insertTrack(ctx context.Context, tx pgx.Tx, id int64, wamid, eventID string) error {
+	client, err := river.ClientFromContextSafely[pgx.Tx](ctx)
+	if err != nil {
+		return fmt.Errorf("insert track job: %w", err)
+	}
+	_, err = client.InsertTx(ctx, tx, TrackArgs{NotificationID: id, Wamid: wamid, EventID: eventID},
+		&river.InsertOpts{ScheduledAt: time.Now().Add(w.firstPoll)})
+	if err != nil {
+		return fmt.Errorf("insert track job: %w", err)
+	}
+	return nil
+}
+
+// accepted records the wamid, status sent, the track job and the job's
+// completion in one transaction.
+func (w *SendWorker) accepted(ctx context.Context, job *river.Job[SendArgs], id int64, wamid string, r ledger.Report) error {
+	tx, err := w.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	r.NotificationID, r.Wamid, r.Status, r.Source = id, wamid, string(ledger.StatusSent), ledger.SourceAPI
+	res, err := w.ledger.Apply(ctx, tx, []ledger.Report{r})
+	if err != nil {
+		return err
+	}
+	n, err := ledger.Get(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if n.Wamid != wamid {
+		// Cannot happen while the job is the row's only sender; refuse to
+		// complete rather than lose track of either message.
+		return fmt.Errorf("notification %d already has wamid %s; 1MSG answered %s", id, n.Wamid, wamid)
+	}
+	if err := w.complete(ctx, tx, job, n); err != nil {
+		return err
+	}
+	if len(res.Changes) > 0 {
+		w.logger.Info("sent", "event_id", n.EventID, "wamid", wamid, "notification_id", id)
+	}
+	return nil
+}
+
+// fail records a permanent refusal.
+func (w *SendWorker) fail(ctx context.Context, id int64, e *onemsg.Error) error {
+	return w.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := w.ledger.Apply(ctx, tx, []ledger.Report{{
+			NotificationID: id, Status: string(ledger.StatusFailed), Source: ledger.SourceAPI,
+			ErrorCode: e.CodeString(), Error: e.Message,
+			Detail: mustJSON(map[string]any{"http_status": e.HTTPStatus, "code": e.Code, "error": e.Message}),
+		}})
+		return err
+	})
+}
+
+// requeue moves a row whose send provably did not happen back to queued.
+func (w *SendWorker) requeue(ctx context.Context, n *ledger.Notification, reason string, cause error) error {
+	err := w.inTx(ctx, func(tx pgx.Tx) error {
+		cur, err := ledger.Lock(ctx, tx, n.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != ledger.StatusSending {
+			return nil
+		}
+		m := ledger.Move{To: ledger.StatusQueued, Reason: reason}
+		var e *onemsg.Error
+		if errors.As(cause, &e) {
+			m.ErrorCode, m.Error = e.CodeString(), e.Message
+		} else if cause != nil {
+			m.Error = cause.Error()
+		}
+		return w.ledger.Move(ctx, tx, cur, m)
+	})
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// hold keeps a queued send (1MSG's jobId) in `sending` and checks back
+// later: 1MSG says not to resend it.
+func (w *SendWorker) hold(ctx context.Context, job *river.Job[SendArgs], n *ledger.Notification, jobID string) error {
+	err := w.inTx(ctx, func(tx pgx.Tx) error {
+		cur, err := ledger.Lock(ctx, tx, n.ID)
+		if err != nil {
+			return err
+		}
+		return w.ledger.Move(ctx, tx, cur, ledger.Move{To: ledger.StatusSending, OnemsgJobID: jobID,
+			Reason: "1MSG queued the send; waiting for it in the message history"})
+	})
+	if err != nil {
+		return err
+	}
+	return river.JobSnooze(jitter(10 * time.Second))
+}
+
+// reconcile settles a row left `sending` by an attempt whose outcome is
+// unknown, using 1MSG's message history (design §5). It returns decided
+// when the job is finished: the message was found (adopted), or the row
+// is held as in_doubt. When the message is provably absent it moves the
+// row back to queued and returns decided=false so the caller sends again.
+func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n *ledger.Notification) (bool, error) {
+	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID)
+	since := n.CreatedAt
+	if n.AttemptedAt != nil {
+		since = *n.AttemptedAt
+	}
+	h, err := w.api.Messages(ctx, onemsg.MessagesQuery{ChatID: onemsg.ChatID(n.Phone), MinTime: since.Add(-reconcileWindow), Limit: 100})
+	var apiErr *onemsg.Error
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Kind == onemsg.KindRejected:
+		return w.inDoubt(ctx, job, n, "1MSG refused the message history query: "+apiErr.Message)
+	case err != nil:
+		// 1MSG unreachable: try again later; nothing is sent meanwhile.
+		log.Warn("cannot reconcile yet: message history unavailable", "error", err)
+		if ctx.Err() != nil {
+			return true, ctx.Err()
+		}
+		return true, river.JobSnooze(jitter(backoff(snoozes(job.Metadata), time.Second, time.Minute)))
+	case h.Notice != "" && len(h.Messages) == 0:
+		return w.inDoubt(ctx, job, n, "1MSG keeps no message history for this channel ("+h.Notice+"), so whether the message went out cannot be checked")
+	}
+
+	candidates, err := w.candidates(ctx, n, since, h.Messages)
+	if err != nil {
+		return true, err
+	}
+	switch {
+	case len(candidates) == 1:
+		log.Info("reconciled: 1MSG had accepted the message", "wamid", candidates[0].ID)
+		return true, w.accepted(ctx, job, n.ID, candidates[0].ID, ledger.Report{
+			Detail: mustJSON(map[string]any{"reconciled": true, "history": candidates[0]})})
+	case len(candidates) > 1:
+		ids := make([]string, len(candidates))
+		for i, c := range candidates {
+			ids[i] = c.ID
+		}
+		return w.inDoubt(ctx, job, n, "several unclaimed messages to this phone in 1MSG's history could be this one: "+strings.Join(ids, ", "))
+	}
+	if n.OnemsgJobID != "" {
+		// A queued send may still go out: absence proves nothing yet.
+		if n.AttemptedAt != nil && time.Since(*n.AttemptedAt) > queuedGrace {
+			return w.inDoubt(ctx, job, n, fmt.Sprintf("1MSG queued the send (job %s) and it has not appeared in the history for %s", n.OnemsgJobID, queuedGrace))
+		}
+		return true, river.JobSnooze(jitter(30 * time.Second))
+	}
+	log.Info("reconciled: 1MSG has no such message; sending again")
+	return false, w.inTx(ctx, func(tx pgx.Tx) error {
+		cur, err := ledger.Lock(ctx, tx, n.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != ledger.StatusSending {
+			return nil
+		}
+		return w.ledger.Move(ctx, tx, cur, ledger.Move{To: ledger.StatusQueued, Reason: "reconciled: not in 1MSG's message history since the last attempt"})
+	})
+}
+
+// candidates returns the history messages that could be n's: outgoing, to
+// its phone, at or after the attempt (less the skew window), carrying its
+// order number when the body is given, and not claimed by another row.
+func (w *SendWorker) candidates(ctx context.Context, n *ledger.Notification, since time.Time, msgs []onemsg.HistoryMessage) ([]onemsg.HistoryMessage, error) {
+	var out []onemsg.HistoryMessage
+	var ids []string
+	chat := onemsg.ChatID(n.Phone)
+	for _, m := range msgs {
+		if !m.FromMe || m.ID == "" || (m.ChatID != "" && m.ChatID != chat) {
+			continue
+		}
+		if m.Time != 0 && m.At().Before(since.Add(-reconcileWindow)) {
+			continue
+		}
+		if m.Body != "" && n.OrderNumber() != "" && !strings.Contains(m.Body, n.OrderNumber()) {
+			continue
+		}
+		out = append(out, m)
+		ids = append(ids, m.ID)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	rows, err := w.pool.Query(ctx, "SELECT wamid FROM notification WHERE wamid = ANY($1)", ids)
+	if err != nil {
+		return nil, err
+	}
+	claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	kept := out[:0]
+	for _, m := range out {
+		if !contains(claimed, m.ID) {
+			kept = append(kept, m)
+		}
+	}
+	return kept, nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// inDoubt holds the row for an operator and cancels the job.
+func (w *SendWorker) inDoubt(ctx context.Context, job *river.Job[SendArgs], n *ledger.Notification, reason string) (bool, error) {
+	w.logger.Warn("send outcome undecidable; held as in_doubt for an operator", "event_id", n.EventID, "reason", reason)
+	err := w.inTx(ctx, func(tx pgx.Tx) error {
+		cur, err := ledger.Lock(ctx, tx, n.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != ledger.StatusSending {
+			return nil
+		}
+		return w.ledger.Move(ctx, tx, cur, ledger.Move{To: ledger.StatusInDoubt, ErrorCode: "outcome_unknown", Error: reason})
+	})
+	if err != nil {
+		return true, err
+	}
+	return true, river.JobCancel(errors.New("in_doubt: " + reason))
+}
+
+func (w *SendWorker) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, w.pool, fn)
+}
+
+// jitter spreads retries of many jobs by ±20%.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + time.Duration((rand.Float64()*0.4-0.2)*float64(d))
+}

@@ -1,0 +1,174 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/onemsg"
+)
+
+// TrackWorker follows an accepted message until WhatsApp reports delivered,
+// read or failed, or the tracking deadline passes (expired). Webhooks
+// usually bring the statuses first; then the job finds the row final and
+// completes without calling 1MSG. Otherwise it polls hookInfo with growing
+// pauses (JobSnooze costs no attempt).
+type TrackWorker struct {
+	river.WorkerDefaults[TrackArgs]
+
+	pool     *pgxpool.Pool
+	ledger   *ledger.Ledger
+	api      API
+	trackFor time.Duration
+	pollBase time.Duration
+	pollMax  time.Duration
+	timeout  time.Duration
+	logger   *slog.Logger
+}
+
+// Timeout bounds one poll.
+func (w *TrackWorker) Timeout(*river.Job[TrackArgs]) time.Duration { return w.timeout }
+
+// Work implements river.Worker.
+func (w *TrackWorker) Work(ctx context.Context, job *river.Job[TrackArgs]) error {
+	n, err := ledger.Get(ctx, w.pool, job.Args.NotificationID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil // deleted by retention
+	}
+	if err != nil {
+		return err
+	}
+	if done(n, job.Args.Wamid) {
+		return nil
+	}
+	deadline := w.deadline(n)
+	if time.Now().After(deadline) {
+		return w.expire(ctx, n)
+	}
+
+	hooks, err := w.api.HookInfo(ctx, job.Args.Wamid)
+	if err != nil {
+		var apiErr *onemsg.Error
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.As(err, &apiErr) {
+			w.logger.Warn("hookInfo failed; will poll again", "event_id", n.EventID, "wamid", job.Args.Wamid, "error", err)
+			return river.JobSnooze(w.nextPoll(job, deadline))
+		}
+		return err
+	}
+	if err := w.apply(ctx, n, hooks); err != nil {
+		return err
+	}
+	n, err = ledger.Get(ctx, w.pool, n.ID)
+	if err != nil {
+		return err
+	}
+	if done(n, job.Args.Wamid) {
+		return nil
+	}
+	return river.JobSnooze(w.nextPoll(job, deadline))
+}
+
+// done reports whether tracking wamid has nothing left to do.
+func done(n *ledger.Notification, wamid string) bool {
+	return n.Wamid != wamid || n.Status.Final() || n.Status == ledger.StatusInDoubt
+}
+
+func (w *TrackWorker) deadline(n *ledger.Notification) time.Time {
+	start := n.CreatedAt
+	if n.SentAt != nil {
+		start = *n.SentAt
+	}
+	return start.Add(w.trackFor)
+}
+
+// nextPoll doubles the pause per poll up to pollMax, and never sleeps past
+// the deadline by more than a moment.
+func (w *TrackWorker) nextPoll(job *river.Job[TrackArgs], deadline time.Time) time.Duration {
+	d := jitter(backoff(snoozes(job.Metadata)+1, w.pollBase, w.pollMax))
+	if left := time.Until(deadline) + time.Second; left < d {
+		d = max(left, time.Second)
+	}
+	return d
+}
+
+// apply records the hookInfo entries not recorded by an earlier poll.
+// hookInfo repeats the whole history on every call; webhook duplicates are
+// kept because each is a separate delivery by 1MSG.
+func (w *TrackWorker) apply(ctx context.Context, n *ledger.Notification, hooks []onemsg.Hook) error {
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "SELECT status || '@' || coalesce(extract(epoch FROM occurred_at)::bigint, 0) FROM notification_event WHERE notification_id = $1 AND source = 'poll'", n.ID)
+		if err != nil {
+			return err
+		}
+		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		seen := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			seen[k] = true
+		}
+		var reports []ledger.Report
+		for _, h := range hooks {
+			r := HookReport(h)
+			r.NotificationID, r.Source = n.ID, ledger.SourcePoll
+			status := r.Status
+			if st, ok := ledger.MapStatus(r.Status); ok {
+				status = string(st)
+			}
+			key := status + "@" + strconv.FormatInt(unixOrZero(r.OccurredAt), 10)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			reports = append(reports, r)
+		}
+		if len(reports) == 0 {
+			return nil
+		}
+		_, err = w.ledger.Apply(ctx, tx, reports)
+		return err
+	})
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// HookReport turns a hookInfo entry (a Meta status object) into a report.
+func HookReport(h onemsg.Hook) ledger.Report {
+	r := ledger.Report{Wamid: h.ID, Status: h.Status, OccurredAt: h.Timestamp.Time, Detail: h.Raw}
+	if len(h.Errors) > 0 {
+		r.ErrorCode = strconv.Itoa(h.Errors[0].Code)
+		r.Error = h.Errors[0].Text()
+	}
+	return r
+}
+
+// expire marks a message that reached no final status in time.
+func (w *TrackWorker) expire(ctx context.Context, n *ledger.Notification) error {
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		res, err := w.ledger.Apply(ctx, tx, []ledger.Report{{
+			NotificationID: n.ID, Status: string(ledger.StatusExpired), Source: ledger.SourceDaemon,
+			Detail: mustJSON(map[string]any{"reason": fmt.Sprintf("no final status within %s (CANCELNOTIFY_TRACK_FOR)", w.trackFor)}),
+		}})
+		if err == nil && len(res.Changes) > 0 {
+			w.logger.Warn("tracking deadline passed; marked expired", "event_id", n.EventID, "wamid", n.Wamid)
+		}
+		return err
+	})
+}

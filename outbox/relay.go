@@ -1,0 +1,274 @@
+// Package outbox relays the rows an OMS writes into the outbox table to
+// River send jobs, exactly once.
+//
+// The OMS inserts one row per cancelled order inside its own transaction; a
+// statement-level trigger NOTIFYs the relay. Each wake-up drains the backlog
+// in short transactions: lock a batch of unrelayed rows (FOR UPDATE SKIP
+// LOCKED, so several relays can run at once), validate each payload, create
+// its notification row, insert one send job per queued row, mark the rows
+// relayed, commit. A crash before the commit leaves the rows for the next
+// drain; after it, everything is in place.
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/cancelnotify/cancelnotify/jobs"
+	"github.com/cancelnotify/cancelnotify/ledger"
+)
+
+// JobInserter inserts River jobs in the caller's transaction;
+// *river.Client[pgx.Tx] implements it.
+type JobInserter interface {
+	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
+}
+
+// RelayConfig configures a Relay.
+type RelayConfig struct {
+	Pool      *pgxpool.Pool // search_path set to the schema (sql.Open)
+	Schema    string        // names the NOTIFY channel
+	Jobs      JobInserter
+	Ledger    *ledger.Ledger
+	Validator Validator
+	Template  string // ONEMSG_TEMPLATE, recorded on each notification
+
+	BatchSize    int           // rows per transaction, default 500
+	PollInterval time.Duration // fallback poll when no NOTIFY arrives, default 1s
+	Logger       *slog.Logger
+}
+
+// Relay moves outbox rows to send jobs.
+type Relay struct {
+	cfg       RelayConfig
+	logger    *slog.Logger
+	listening atomic.Bool
+	wake      chan struct{}
+}
+
+// NewRelay returns a relay; Run starts it.
+func NewRelay(cfg RelayConfig) *Relay {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Ledger == nil {
+		cfg.Ledger = &ledger.Ledger{Schema: cfg.Schema}
+	}
+	return &Relay{cfg: cfg, logger: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1)}
+}
+
+// Channel is the NOTIFY channel of the outbox trigger for schema.
+func Channel(schema string) string { return schema + ".outbox" }
+
+// Listening reports whether the relay holds a live LISTEN connection.
+func (r *Relay) Listening() bool { return r.listening.Load() }
+
+// Run relays until ctx ends. It reconnects by itself when Postgres goes
+// away; it returns only when ctx is done.
+func (r *Relay) Run(ctx context.Context) error {
+	go r.listen(ctx)
+	ticker := time.NewTicker(r.cfg.PollInterval)
+	defer ticker.Stop()
+	failures := 0
+	for {
+		n, err := r.Drain(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			failures++
+			wait := min(time.Duration(failures)*500*time.Millisecond, 10*time.Second)
+			r.logger.Error("relay drain failed; retrying", "error", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			continue
+		default:
+			failures = 0
+		}
+		if n > 0 {
+			r.logger.Debug("relayed", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+		case <-ticker.C:
+		}
+	}
+}
+
+// Wake asks the relay to drain now.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// listen holds a LISTEN connection and turns notifications into wake-ups,
+// reconnecting with back-off. Polling covers the gaps.
+func (r *Relay) listen(ctx context.Context) {
+	failures := 0
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx)
+		r.listening.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		wait := min(time.Duration(failures)*time.Second, 30*time.Second)
+		r.logger.Warn("relay LISTEN connection lost; polling until it is back", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (r *Relay) listenOnce(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, r.cfg.Pool.Config().ConnConfig)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(r.cfg.Schema)}.Sanitize()); err != nil {
+		return err
+	}
+	r.listening.Store(true)
+	r.Wake() // rows may have arrived while we were not listening
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		r.Wake()
+	}
+}
+
+// Drain relays every row available now, batch by batch, and returns how
+// many it relayed.
+func (r *Relay) Drain(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := r.relayBatch(ctx)
+		total += n
+		if err != nil || n < r.cfg.BatchSize {
+			return total, err
+		}
+	}
+}
+
+type row struct {
+	id        int64
+	eventID   string
+	eventType string
+	payload   []byte // nil when larger than MaxPayloadBytes
+	size      int
+	createdAt time.Time
+}
+
+func (r *Relay) relayBatch(ctx context.Context) (int, error) {
+	tx, err := r.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin relay transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+
+	// Oversized payloads are not fetched: a 10 MB poison row must not cost
+	// the relay 10 MB per attempt, or 5 GB per batch.
+	rows, err := tx.Query(ctx, `SELECT o.id, o.event_id, o.event_type,
+			CASE WHEN p.size <= $2 THEN o.payload::text END, p.size, o.created_at
+		FROM outbox o, LATERAL (SELECT octet_length(o.payload::text) AS size) p
+		WHERE o.relayed_at IS NULL
+		ORDER BY o.id
+		LIMIT $1
+		FOR UPDATE OF o SKIP LOCKED`, r.cfg.BatchSize, MaxPayloadBytes)
+	if err != nil {
+		return 0, fmt.Errorf("select outbox rows: %w", err)
+	}
+	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
+		var x row
+		var payload *string
+		err := cr.Scan(&x.id, &x.eventID, &x.eventType, &payload, &x.size, &x.createdAt)
+		if payload != nil {
+			x.payload = []byte(*payload)
+		}
+		return x, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("select outbox rows: %w", err)
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+
+	news := make([]ledger.New, len(batch))
+	ids := make([]int64, len(batch))
+	for i, x := range batch {
+		ids[i] = x.id
+		d := r.decide(x)
+		news[i] = ledger.New{
+			OutboxID: x.id, EventID: x.eventID, EventCreatedAt: x.createdAt, Phone: d.Phone,
+			Template: r.cfg.Template, Language: d.Language, Params: d.Params, Shortened: d.Shortened,
+			Status: d.Status, ErrorCode: d.Code, Error: d.Reason,
+		}
+	}
+	created, err := r.cfg.Ledger.Create(ctx, tx, news)
+	if err != nil {
+		return 0, err
+	}
+	var params []river.InsertManyParams
+	for _, n := range created {
+		switch n.Status {
+		case ledger.StatusQueued:
+			params = append(params, river.InsertManyParams{Args: jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID}})
+		default:
+			r.logger.Warn("outbox row not sent", "event_id", n.EventID, "status", n.Status, "code", n.ErrorCode, "reason", n.Error)
+		}
+	}
+	if len(params) > 0 {
+		if _, err := r.cfg.Jobs.InsertManyTx(ctx, tx, params); err != nil {
+			return 0, fmt.Errorf("insert send jobs: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "UPDATE outbox SET relayed_at = now() WHERE id = ANY($1)", ids); err != nil {
+		return 0, fmt.Errorf("mark outbox rows relayed: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit relay transaction: %w", err)
+	}
+	return len(batch), nil
+}
+
+// decide validates one row; a panic in validation rejects that row only.
+func (r *Relay) decide(x row) (d Decision) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.logger.Error("validation panicked; row rejected", "event_id", x.eventID, "panic", p)
+			d = Decision{Status: ledger.StatusRejected, Code: "internal_error", Language: r.cfg.Validator.Language,
+				Reason: fmt.Sprintf("validating this payload crashed (%v); the row was rejected so the rows behind it go on. Report it with the event_id", p)}
+		}
+	}()
+	if x.payload == nil {
+		return Decision{Status: ledger.StatusRejected, Code: "payload_too_large", Language: r.cfg.Validator.Language,
+			Reason: fmt.Sprintf("payload is %d bytes; at most %d are accepted: send only the fields of design §2", x.size, MaxPayloadBytes)}
+	}
+	return r.cfg.Validator.Validate(x.eventType, x.payload)
+}
