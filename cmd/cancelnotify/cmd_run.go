@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cancelnotify/cancelnotify/daemon"
+	"github.com/cancelnotify/cancelnotify/onemsg"
+	cnsql "github.com/cancelnotify/cancelnotify/sql"
+)
+
+// DefaultDatabaseURL is the local Postgres every development machine runs;
+// only `demo` falls back to it.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+// dbOptions are the database settings.
+type dbOptions struct{ url, schema *option }
+
+func addDBOptions(s *settings, defURL string) dbOptions {
+	return dbOptions{
+		url:    s.add("DATABASE_URL", "database-url", defURL, "the OMS database (postgres://user:password@host:5432/db)"),
+		schema: s.add("CANCELNOTIFY_SCHEMA", "schema", "cancelnotify", "Postgres schema holding cancelnotify's and River's tables"),
+	}
+}
+
+func (d dbOptions) values(s *settings) (url, schema string) {
+	url = s.databaseURL(d.url)
+	schema = d.schema.raw
+	if err := cnsql.ValidateSchemaName(schema); err != nil {
+		s.fail("%s: %v", d.schema.name(), err)
+	}
+	return url, schema
+}
+
+func cmdMigrate(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "migrate")
+	s := newSettings(fs, e.getenv)
+	db := addDBOptions(s, "")
+	lo := addLogOptions(s)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	url, schema := db.values(s)
+	logger := lo.logger(s, e.stderr)
+	if err := s.err(); err != nil {
+		return err
+	}
+	pool, err := cnsql.Open(ctx, url, schema, 4)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	res, err := cnsql.Migrate(ctx, pool, schema, logger)
+	if err != nil {
+		return err
+	}
+	if len(res.Applied) == 0 && len(res.RiverApplied) == 0 {
+		fmt.Fprintf(e.stdout, "schema %s is up to date (cancelnotify version %d)\n", schema, res.Version)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "schema %s migrated: River versions %v, cancelnotify versions %v applied; now at version %d\n",
+		schema, res.RiverApplied, res.Applied, res.Version)
+	return nil
+}
+
+// oneMsgOptions are the 1MSG settings of design §4.
+type oneMsgOptions struct {
+	apiURL, channel, token, tokenFile, template, namespace, language, timeout *option
+}
+
+func addOneMsgOptions(s *settings) oneMsgOptions {
+	return oneMsgOptions{
+		apiURL:    s.add("ONEMSG_API_URL", "onemsg-api-url", onemsg.DefaultBaseURL, "1MSG API base URL (the sandbox's URL in tests and demos)"),
+		channel:   s.add("ONEMSG_CHANNEL_ID", "onemsg-channel-id", "", "1MSG channel (instance) id"),
+		token:     s.secret("ONEMSG_TOKEN", "onemsg-token", "1MSG channel token (secret; prefer ONEMSG_TOKEN_FILE)"),
+		tokenFile: s.add("ONEMSG_TOKEN_FILE", "onemsg-token-file", "", "file holding the 1MSG token"),
+		template:  s.add("ONEMSG_TEMPLATE", "onemsg-template", "", "approved template name"),
+		namespace: s.add("ONEMSG_NAMESPACE", "onemsg-namespace", "", "template namespace (1MSG answers 422 without it)"),
+		language:  s.add("ONEMSG_LANGUAGE", "onemsg-language", "en", "default template language"),
+		timeout:   s.add("ONEMSG_TIMEOUT", "onemsg-timeout", "15s", "timeout of one 1MSG API call"),
+	}
+}
+
+// oneMsgValues are the checked 1MSG settings.
+type oneMsgValues struct {
+	client              onemsg.Config
+	template, namespace string
+	language            string
+}
+
+func (o oneMsgOptions) values(s *settings) oneMsgValues {
+	v := oneMsgValues{
+		client: onemsg.Config{
+			BaseURL: s.httpURL(o.apiURL),
+			Channel: s.required(o.channel, "ONEMSG_CHANNEL_ID=ODI371267300"),
+			Token:   s.token(o.token, o.tokenFile),
+			Timeout: s.duration(o.timeout),
+		},
+		template:  s.required(o.template, "ONEMSG_TEMPLATE=order_cancelled"),
+		namespace: s.required(o.namespace, "ONEMSG_NAMESPACE (see GET /templates)"),
+		language:  s.required(o.language, "ONEMSG_LANGUAGE=en"),
+	}
+	return v
+}
+
+// daemonOptions are the daemon's own settings.
+type daemonOptions struct {
+	trackFor, trackFirstPoll, sendFor, shutdown, relayPoll *option
+	sendWorkers, trackWorkers, relayBatch, maxConns        *option
+}
+
+func addDaemonOptions(s *settings) daemonOptions {
+	return daemonOptions{
+		trackFor:       s.add("CANCELNOTIFY_TRACK_FOR", "track-for", "24h", "follow a sent message this long before marking it expired"),
+		trackFirstPoll: s.add("CANCELNOTIFY_TRACK_FIRST_POLL", "track-first-poll", "5s", "first hookInfo poll after acceptance (doubles up to 10m)"),
+		sendFor:        s.add("CANCELNOTIFY_SEND_FOR", "send-for", "24h", "give up sending (failed) when 1MSG stays unreachable this long after the cancellation"),
+		shutdown:       s.add("CANCELNOTIFY_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "on SIGTERM, wait this long for in-flight sends"),
+		relayPoll:      s.add("CANCELNOTIFY_RELAY_POLL", "relay-poll", "1s", "relay's fallback poll when no NOTIFY arrives"),
+		relayBatch:     s.add("CANCELNOTIFY_RELAY_BATCH", "relay-batch", "500", "outbox rows per relay transaction"),
+		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", "100", "concurrent sends"),
+		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", "20", "concurrent status polls"),
+		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", "40", "database pool size"),
+	}
+}
+
+func (o daemonOptions) apply(s *settings, c *daemon.Config) {
+	c.TrackFor = s.duration(o.trackFor)
+	c.TrackFirstPoll = s.duration(o.trackFirstPoll)
+	c.SendFor = s.duration(o.sendFor)
+	c.ShutdownTimeout = s.duration(o.shutdown)
+	c.RelayPollInterval = s.duration(o.relayPoll)
+	c.RelayBatchSize = s.integer(o.relayBatch, 1, 10000)
+	c.SendWorkers = s.integer(o.sendWorkers, 1, 10000)
+	c.TrackWorkers = s.integer(o.trackWorkers, 1, 10000)
+	c.MaxConns = int32(s.integer(o.maxConns, 4, 1000))
+	if c.TrackFor > 0 && c.TrackFor < time.Minute {
+		s.fail("%s = %s is too short: WhatsApp statuses can take minutes; use at least 1m", o.trackFor.name(), o.trackFor.shown())
+	}
+}
+
+func cmdRun(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "run")
+	s := newSettings(fs, e.getenv)
+	db := addDBOptions(s, "")
+	om := addOneMsgOptions(s)
+	do := addDaemonOptions(s)
+	lo := addLogOptions(s)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected arguments %q: run takes only flags", fs.Args())
+	}
+	var cfg daemon.Config
+	cfg.DatabaseURL, cfg.Schema = db.values(s)
+	omv := om.values(s)
+	cfg.OneMsg, cfg.Template, cfg.Namespace, cfg.Language = omv.client, omv.template, omv.namespace, omv.language
+	do.apply(s, &cfg)
+	cfg.Logger = lo.logger(s, e.stderr)
+	if err := s.err(); err != nil {
+		return err
+	}
+	d, err := daemon.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}

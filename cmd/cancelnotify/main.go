@@ -1,0 +1,176 @@
+// Command cancelnotify sends a WhatsApp message through 1MSG when an order is
+// cancelled, tracks it to a final status and keeps the record. See README.md.
+//
+// main only wires: it reads configuration, builds the parts from their
+// packages and runs the chosen command.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lmittmann/tint"
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	args    string
+	summary string
+	example string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// env is what a command sees of the process.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+	name   string // the command's name, for usage lines
+}
+
+// exitError carries an exit code; a plain error exits 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"migrate", "", "create or update the schema (River's tables and cancelnotify's)", "cancelnotify migrate", cmdMigrate},
+		{"run", "", "run the daemon: relay, workers, webhook receiver, admin endpoints", "cancelnotify run", cmdRun},
+		{"sandbox", "", "serve the local 1MSG simulator", "cancelnotify sandbox --addr 127.0.0.1:8089", cmdSandbox},
+		{"demo", "", "the whole pipeline on embedded defaults against the built-in sandbox", "cancelnotify demo", cmdDemo},
+		{"status", "[EVENT_ID]", "one event's full history, or counts by status", "cancelnotify status order-10482-cancelled", cmdStatus},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(runMain(ctx, os.Args[1:], &env{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr}))
+}
+
+func runMain(ctx context.Context, args []string, e *env) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		printUsage(e.stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		e.name = c.name
+		err := c.run(ctx, e, args[1:])
+		if err == nil || errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(e.stderr, "cancelnotify %s: %v\n", c.name, err)
+		var ee *exitError
+		var ce *configError
+		switch {
+		case errors.As(err, &ee):
+			return ee.code
+		case errors.As(err, &ce):
+			return 2
+		}
+		return 1
+	}
+	fmt.Fprintf(e.stderr, "cancelnotify: unknown command %q; run `cancelnotify help` for the list\n", args[0])
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "cancelnotify: WhatsApp order-cancellation notifications through 1MSG")
+	fmt.Fprintln(w, "\nUsage: cancelnotify COMMAND [flags]\n\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-28s %s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery setting is an environment variable and a flag; `cancelnotify COMMAND --help` lists them.")
+}
+
+// newFlagSet returns a flag set whose --help prints the command's usage
+// and examples.
+func newFlagSet(e *env, c string) *flag.FlagSet {
+	fs := flag.NewFlagSet(c, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		for _, cmd := range commands {
+			if cmd.name == c {
+				fmt.Fprintf(e.stderr, "Usage: cancelnotify %s [flags] %s\n\n%s.\n\nExample:\n  %s\n\nFlags:\n", c, cmd.args, cmd.summary, cmd.example)
+			}
+		}
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args; --help returns flag.ErrHelp (exit 0), bad flags exit 2.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{code: 2, err: err}
+	}
+	return nil
+}
+
+// logOptions are the logging settings every long-running command takes.
+type logOptions struct{ level, format *option }
+
+func addLogOptions(s *settings) logOptions {
+	return logOptions{
+		level:  s.add("CANCELNOTIFY_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error"),
+		format: s.add("CANCELNOTIFY_LOG_FORMAT", "log-format", "auto", "log format: auto (colour on a terminal, plain key=value otherwise), text or json"),
+	}
+}
+
+// logger builds the process logger from the options, reporting bad values
+// through s.
+func (l logOptions) logger(s *settings, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(strings.TrimSpace(l.level.raw))); err != nil {
+		s.fail("%s = %s is not a log level: use debug, info, warn or error", l.level.name(), l.level.shown())
+	}
+	switch f := strings.TrimSpace(l.format.raw); f {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	case "auto", "text", "":
+		color := f != "text" && isTerminal(w)
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, NoColor: !color, TimeFormat: time.DateTime + ".000"}))
+	default:
+		s.fail("%s = %s is not a log format: use auto, text or json", l.format.name(), l.format.shown())
+		return slog.New(slog.DiscardHandler)
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
+}
