@@ -159,10 +159,20 @@ func (s *Server) handleSendTemplate(w http.ResponseWriter, r *http.Request) {
 	s.stats.SendRequests++
 	f, gen := s.faults, s.gen
 	s.mu.Unlock()
-	defer s.finish(rec, gen)
+	// The record is made before a dropped connection is closed, so that a
+	// client that sees the drop already finds it in the instruments.
+	recorded := false
+	record := func() {
+		if !recorded {
+			recorded = true
+			s.finish(rec, gen)
+		}
+	}
+	defer record()
 
 	if f.Down {
 		rec.Outcome = OutcomeDown
+		record()
 		dropConnection(w)
 		return
 	}
@@ -268,6 +278,7 @@ func (s *Server) handleSendTemplate(w http.ResponseWriter, r *http.Request) {
 	rec.MessageID = m.ID
 	if d.drop {
 		rec.Outcome = OutcomeDropped
+		record()
 		dropConnection(w)
 		return
 	}
