@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
+	"github.com/cancelnotify/cancelnotify/webhook"
 )
 
 // Config is everything the daemon needs. cmd/cancelnotify fills it from the
@@ -46,6 +49,17 @@ type Config struct {
 	SendFor         time.Duration
 	ShutdownTimeout time.Duration
 
+	// WebhookAddr is the public listener for 1MSG's pushes; it serves only
+	// POST /webhooks/1msg/{WebhookSecret}. No secret, no listener: statuses
+	// then come from polling alone.
+	WebhookAddr   string
+	WebhookSecret string
+
+	// CallbackURL receives each final status and in_doubt, signed with
+	// CallbackSecret.
+	CallbackURL    string
+	CallbackSecret string
+
 	// RiverID names this process's River client (default generated).
 	RiverID string
 	// TestOnly makes River start and stop faster (tests).
@@ -63,6 +77,9 @@ type Daemon struct {
 	river  *river.Client[pgx.Tx]
 	relay  *outbox.Relay
 	ledger *ledger.Ledger
+
+	webhook   *webhook.Receiver
+	webhookLn net.Listener
 }
 
 // New connects to the database, verifies the schema is migrated, and builds
@@ -76,6 +93,10 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.TrackFirstPoll <= 0 && cfg.WebhookSecret != "" {
+		// A healthy webhook brings every status first: poll once, late.
+		cfg.TrackFirstPoll = 60 * time.Second
 	}
 	api, err := onemsg.NewClient(cfg.OneMsg)
 	if err != nil {
@@ -95,12 +116,27 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, API: api, Namespace: cfg.Namespace,
 		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers,
 		TrackFor: cfg.TrackFor, TrackFirstPoll: cfg.TrackFirstPoll, SendFor: cfg.SendFor,
-		CallTimeout: cfg.OneMsg.Timeout,
-		ID:          cfg.RiverID, Logger: riverLogger(cfg.Logger), TestOnly: cfg.TestOnly,
+		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
+		ID: cfg.RiverID, Logger: riverLogger(cfg.Logger), TestOnly: cfg.TestOnly,
 	})
 	if err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if cfg.CallbackURL != "" {
+		d.ledger.OnChange = jobs.Callbacks(d.river, cfg.Schema)
+	}
+	if cfg.WebhookSecret != "" {
+		if cfg.WebhookAddr == "" {
+			cfg.WebhookAddr = "127.0.0.1:8080"
+		}
+		d.webhookLn, err = net.Listen("tcp", cfg.WebhookAddr)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("webhook listener on %s (CANCELNOTIFY_WEBHOOK_ADDR): %w", cfg.WebhookAddr, err)
+		}
+		d.webhook = webhook.New(webhook.Config{Pool: pool, Ledger: d.ledger, Secret: cfg.WebhookSecret,
+			Channel: cfg.OneMsg.Channel, Logger: cfg.Logger})
 	}
 	d.relay = outbox.NewRelay(outbox.RelayConfig{
 		Pool: pool, Schema: cfg.Schema, Jobs: d.river, Ledger: d.ledger,
@@ -119,6 +155,18 @@ func (d *Daemon) River() *river.Client[pgx.Tx] { return d.river }
 // Relay returns the outbox relay.
 func (d *Daemon) Relay() *outbox.Relay { return d.relay }
 
+// Webhook returns the webhook receiver, nil when webhooks are off.
+func (d *Daemon) Webhook() *webhook.Receiver { return d.webhook }
+
+// WebhookURL is the URL 1MSG must push to, secret included ("" when
+// webhooks are off). It is for registering the webhook; never log it.
+func (d *Daemon) WebhookURL() string {
+	if d.webhookLn == nil {
+		return ""
+	}
+	return "http://" + d.webhookLn.Addr().String() + webhook.PathPrefix + d.cfg.WebhookSecret
+}
+
 // Run starts everything and blocks until ctx ends, then stops in order: the
 // relay stops taking rows, River lets in-flight jobs finish (up to the
 // shutdown timeout), and the pool closes. It returns an error only when the
@@ -135,11 +183,43 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = d.relay.Run(relayCtx) })
 
+	var hookSrv *http.Server
+	writersCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriters()
+	var writers sync.WaitGroup
+	if d.webhook != nil {
+		writers.Go(func() { _ = d.webhook.Run(writersCtx) })
+		hookSrv = &http.Server{
+			Handler:           d.webhook,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(d.logger.Handler(), slog.LevelDebug),
+		}
+		wg.Go(func() {
+			if err := hookSrv.Serve(d.webhookLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.logger.Error("webhook listener stopped", "error", err)
+			}
+		})
+		d.logger.Info("webhook receiver listening", "addr", d.webhookLn.Addr().String(), "path", webhook.PathPrefix+"{secret}")
+	} else {
+		d.logger.Info("webhooks off (no CANCELNOTIFY_WEBHOOK_SECRET): statuses come from polling hookInfo")
+	}
+
 	d.logger.Info("cancelnotify running", "schema", d.cfg.Schema, "channel", d.api.Channel(), "template", d.cfg.Template)
 	<-ctx.Done()
 
 	d.logger.Info("shutting down: relay stops taking rows, in-flight sends finish", "timeout", d.cfg.ShutdownTimeout)
 	stopRelay()
+	if hookSrv != nil {
+		// In-flight webhook requests finish (their batches commit) first.
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = hookSrv.Shutdown(sctx)
+		cancel()
+	}
+	stopWriters()
+	writers.Wait()
 	wg.Wait()
 	stopCtx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 	defer cancel()

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,3 +204,39 @@ func (e *env) history(n *ledger.Notification) []string {
 type daemonCfg = daemon.Config
 
 func itoa(i int) string { return fmt.Sprint(i) }
+
+// registerWebhook points the sandbox's pushes at the daemon, as
+// `cancelnotify webhook register` does at 1MSG.
+func (e *env) registerWebhook(d *daemon.Daemon) {
+	e.t.Helper()
+	api, err := onemsg.NewClient(onemsg.Config{BaseURL: e.url, Channel: sandbox.DefaultChannel, Token: sandbox.DefaultToken})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := api.SetWebhook(ctx, []string{d.WebhookURL()}); err != nil {
+		e.t.Fatal(err)
+	}
+	on := true
+	if _, err := api.UpdateSettings(ctx, onemsg.SettingsUpdate{AckNotificationsOn: &on}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+const testWebhookSecret = "test-webhook-secret-0123456789"
+
+// withWebhook turns the daemon's webhook receiver on, on a free port, with
+// the default (long) first poll.
+func withWebhook(cfg daemon.Config) daemon.Config {
+	cfg.WebhookAddr, cfg.WebhookSecret = "127.0.0.1:0", testWebhookSecret
+	cfg.TrackFirstPoll = 0
+	return cfg
+}
+
+func replaceAll(s string, oldnew ...string) string { return strings.NewReplacer(oldnew...).Replace(s) }
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}

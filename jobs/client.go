@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,6 +35,12 @@ type Config struct {
 
 	CallTimeout time.Duration // one 1MSG call's timeout; sizes the job timeouts (default 15s)
 
+	// CallbackURL, when set, receives every final status and in_doubt as a
+	// signed POST (CallbackSecret keys the HMAC); see Callbacks.
+	CallbackURL     string
+	CallbackSecret  string
+	CallbackWorkers int // default 10
+
 	// River tuning; see river.md §6.4: River's defaults (100ms, 1s) give a
 	// p99 pickup latency of ~300ms, these give ~10ms.
 	FetchCooldown     time.Duration // default 5ms
@@ -58,6 +65,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.TrackWorkers <= 0 {
 		c.TrackWorkers = 20
+	}
+	if c.CallbackWorkers <= 0 {
+		c.CallbackWorkers = 10
 	}
 	def(&c.TrackFor, 24*time.Hour)
 	def(&c.TrackFirstPoll, 5*time.Second)
@@ -107,6 +117,20 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	}); err != nil {
 		return nil, err
 	}
+	queues := map[string]river.QueueConfig{
+		QueueSend:  {MaxWorkers: cfg.SendWorkers},
+		QueueTrack: {MaxWorkers: cfg.TrackWorkers},
+	}
+	if cfg.CallbackURL != "" {
+		if err := river.AddWorkerSafely(workers, &CallbackWorker{
+			url: cfg.CallbackURL, secret: []byte(cfg.CallbackSecret), logger: cfg.Logger,
+			http: &http.Client{Timeout: 20 * time.Second},
+		}); err != nil {
+			return nil, err
+		}
+		queues[QueueCallback] = river.QueueConfig{MaxWorkers: cfg.CallbackWorkers}
+	}
+
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
 		ID:                cfg.ID,
 		Schema:            cfg.Schema,
@@ -114,11 +138,8 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		Workers:           workers,
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.FetchPollInterval,
-		Queues: map[string]river.QueueConfig{
-			QueueSend:  {MaxWorkers: cfg.SendWorkers},
-			QueueTrack: {MaxWorkers: cfg.TrackWorkers},
-		},
-		JobTimeout: sendTimeout,
+		Queues:            queues,
+		JobTimeout:        sendTimeout,
 		// A job left running by a killed process is retried after this. It
 		// must exceed every job's timeout so a slow but live attempt is never
 		// run twice at once; the send job then reconciles before resending.

@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,67 +93,202 @@ func (l *Ledger) Apply(ctx context.Context, tx pgx.Tx, reports []Report) (*Apply
 		}
 	}
 
-	now := time.Now().UTC()
-	var w writer
+	a := &applier{now: time.Now().UTC(), byID: byID, byWamid: byWamid, res: res}
 	for _, r := range reports {
-		n := byID[r.NotificationID]
-		if n == nil && r.NotificationID == 0 {
-			n = byWamid[r.Wamid]
-		}
-		if n == nil {
-			res.Unknown = append(res.Unknown, r)
-			continue
-		}
-		var occurred *time.Time
-		at := now
-		if !r.OccurredAt.IsZero() {
-			t := r.OccurredAt.UTC()
-			occurred, at = &t, t
-		}
-		ev := event{notificationID: n.ID, status: r.Status, source: r.Source, detail: r.Detail, occurredAt: occurred}
-		if ev.detail == nil && (r.Error != "" || r.ErrorCode != "") {
-			ev.detail = detailJSON(map[string]any{"error_code": r.ErrorCode, "error": r.Error})
-		}
-		st, ok := MapStatus(r.Status)
-		if !ok {
-			res.Unmapped++
-			w.events = append(w.events, ev)
-			continue
-		}
-		ev.status = string(st)
-		dirty := false
-		if r.Wamid != "" && n.Wamid == "" && r.NotificationID != 0 {
-			n.Wamid = r.Wamid
-			byWamid[r.Wamid] = n
-			dirty = true
-		}
-		if fillTime(n, st, at) {
-			dirty = true
-		}
-		if n.Status.UpgradedBy(st) {
-			from := n.Status
-			n.Status = st
-			switch st {
-			case StatusFailed:
-				n.ErrorCode, n.Error = r.ErrorCode, truncate(r.Error, 2000)
-			case StatusDelivered, StatusRead:
-				// A multi-device delivered after failed: the failure no longer describes the row.
-				n.ErrorCode, n.Error = "", ""
-			}
-			ev.applied, dirty = true, true
-			w.changes = append(w.changes, Change{Notification: n, From: from, To: st, Source: r.Source, At: at})
-		}
-		if dirty {
-			w.touch(n)
-		}
-		w.events = append(w.events, ev)
+		a.report(r)
 	}
+	// Statuses pushed before their wamid was recorded wait in
+	// webhook_orphan; the wamids recorded just now adopt theirs.
+	if len(a.adopted) > 0 {
+		orphans, err := takeOrphans(ctx, tx, a.adopted)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range orphans {
+			a.report(r)
+		}
+	}
+	w := a.w
 	res.Changes = w.changes
 	res.Recorded = len(w.events)
 	if err := w.flush(ctx, l, tx, true); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// applier applies reports to rows locked by Apply.
+type applier struct {
+	now     time.Time
+	byID    map[int64]*Notification
+	byWamid map[string]*Notification
+	res     *ApplyResult
+	w       writer
+	adopted []string // wamids recorded by this Apply
+}
+
+func (a *applier) report(r Report) {
+	n := a.byID[r.NotificationID]
+	if n == nil && r.NotificationID == 0 {
+		n = a.byWamid[r.Wamid]
+	}
+	if n == nil {
+		a.res.Unknown = append(a.res.Unknown, r)
+		return
+	}
+	var occurred *time.Time
+	at := a.now
+	if !r.OccurredAt.IsZero() {
+		t := r.OccurredAt.UTC()
+		occurred, at = &t, t
+	}
+	ev := event{notificationID: n.ID, status: r.Status, source: r.Source, detail: r.Detail, occurredAt: occurred}
+	if ev.detail == nil && (r.Error != "" || r.ErrorCode != "") {
+		ev.detail = detailJSON(map[string]any{"error_code": r.ErrorCode, "error": r.Error})
+	}
+	st, ok := MapStatus(r.Status)
+	if !ok {
+		a.res.Unmapped++
+		a.w.events = append(a.w.events, ev)
+		return
+	}
+	ev.status = string(st)
+	dirty := false
+	if r.Wamid != "" && n.Wamid == "" && r.NotificationID != 0 {
+		n.Wamid = r.Wamid
+		a.byWamid[r.Wamid] = n
+		a.adopted = append(a.adopted, r.Wamid)
+		dirty = true
+	}
+	if fillTime(n, st, at) {
+		dirty = true
+	}
+	if n.Status.UpgradedBy(st) {
+		from := n.Status
+		n.Status = st
+		switch st {
+		case StatusFailed:
+			n.ErrorCode, n.Error = r.ErrorCode, truncate(r.Error, 2000)
+		case StatusDelivered, StatusRead:
+			// A multi-device delivered after failed: the failure no longer describes the row.
+			n.ErrorCode, n.Error = "", ""
+		}
+		ev.applied, dirty = true, true
+		a.w.changes = append(a.w.changes, Change{Notification: n, From: from, To: st, Source: r.Source, At: at})
+	}
+	if dirty {
+		a.w.touch(n)
+	}
+	a.w.events = append(a.w.events, ev)
+}
+
+// ApplyPushed applies statuses pushed by webhook. Those whose wamid no
+// notification has (yet) are held in webhook_orphan and applied by the Apply
+// that records the wamid: 1MSG often pushes `sent` before the send worker has
+// committed the id it was just given. A per-wamid advisory lock, taken here
+// and where the wamid is recorded, closes the race between the two.
+// ApplyResult.Unknown lists the statuses held.
+func (l *Ledger) ApplyPushed(ctx context.Context, tx pgx.Tx, reports []Report) (*ApplyResult, error) {
+	res, err := l.Apply(ctx, tx, reports)
+	if err != nil || len(res.Unknown) == 0 {
+		return res, err
+	}
+	wamids := make([]string, len(res.Unknown))
+	for i, r := range res.Unknown {
+		wamids[i] = r.Wamid
+	}
+	if err := lockWamids(ctx, tx, wamids); err != nil {
+		return nil, err
+	}
+	// Under the locks, a wamid committed meanwhile is visible now.
+	again, err := l.Apply(ctx, tx, res.Unknown)
+	if err != nil {
+		return nil, err
+	}
+	res.Changes = append(res.Changes, again.Changes...)
+	res.Recorded += again.Recorded
+	res.Unmapped += again.Unmapped
+	res.Unknown = again.Unknown
+	return res, holdOrphans(ctx, tx, again.Unknown)
+}
+
+// lockWamids takes transaction-scoped advisory locks on wamids, in a
+// stable order so that two holders cannot deadlock.
+func lockWamids(ctx context.Context, tx pgx.Tx, wamids []string) error {
+	ws := slices.Clone(wamids)
+	slices.Sort(ws)
+	ws = slices.Compact(ws)
+	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('cancelnotify.wamid:' || w, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS u(w, i) ORDER BY i", ws)
+	if err != nil {
+		return fmt.Errorf("lock wamids: %w", err)
+	}
+	return nil
+}
+
+func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	var wamids, statuses, codes, errs, details []string
+	var occurred []*time.Time
+	for _, r := range reports {
+		wamids = append(wamids, r.Wamid)
+		statuses = append(statuses, r.Status)
+		codes = append(codes, r.ErrorCode)
+		errs = append(errs, truncate(r.Error, 2000))
+		details = append(details, string(nonEmptyJSON(r.Detail)))
+		var t *time.Time
+		if !r.OccurredAt.IsZero() {
+			u := r.OccurredAt.UTC()
+			t = &u
+		}
+		occurred = append(occurred, t)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO webhook_orphan (wamid, status, error_code, error, occurred_at, detail)
+		SELECT w, s, nullif(c, ''), nullif(e, ''), o, d
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[]) AS u(w, s, c, e, o, d)`,
+		wamids, statuses, codes, errs, occurred, details)
+	if err != nil {
+		return fmt.Errorf("hold statuses for unknown wamids: %w", err)
+	}
+	return nil
+}
+
+// takeOrphans removes and returns the held statuses of wamids.
+func takeOrphans(ctx context.Context, tx pgx.Tx, wamids []string) ([]Report, error) {
+	// The lock first, in its own statement: the DELETE's snapshot must be
+	// taken after any ApplyPushed holding the lock has committed.
+	if err := lockWamids(ctx, tx, wamids); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `DELETE FROM webhook_orphan WHERE wamid = ANY($1)
+		RETURNING wamid, status, coalesce(error_code, ''), coalesce(error, ''), occurred_at, detail, id`, wamids)
+	if err != nil {
+		return nil, fmt.Errorf("adopt held statuses: %w", err)
+	}
+	type orphan struct {
+		r  Report
+		id int64
+	}
+	got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (orphan, error) {
+		var o orphan
+		var occurred *time.Time
+		err := row.Scan(&o.r.Wamid, &o.r.Status, &o.r.ErrorCode, &o.r.Error, &occurred, &o.r.Detail, &o.id)
+		if occurred != nil {
+			o.r.OccurredAt = *occurred
+		}
+		o.r.Source = SourceWebhook
+		return o, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("adopt held statuses: %w", err)
+	}
+	slices.SortFunc(got, func(a, b orphan) int { return cmp.Compare(a.id, b.id) })
+	out := make([]Report, len(got))
+	for i, o := range got {
+		out[i] = o.r
+	}
+	return out, nil
 }
 
 // fillTime sets the timestamp column of st if it is still empty. read

@@ -271,22 +271,55 @@ func queueEvents(b *pgx.Batch, events []event) {
 		nids, statuses, srcs, applied, details, occurred)
 }
 
+// Announcement is what a LISTEN client on StatusChannel, and the CRM
+// callback, receive about one status change.
+type Announcement struct {
+	Schema         string `json:"schema,omitempty"`
+	NotificationID int64  `json:"notification_id"`
+	EventID        string `json:"event_id"`
+	OrderNumber    string `json:"order_number,omitempty"`
+	CustomerName   string `json:"customer_name,omitempty"`
+	PhoneMasked    string `json:"phone_masked,omitempty"`
+	Status         Status `json:"status"`
+	From           Status `json:"from,omitempty"`
+	Final          bool   `json:"final"`
+	Source         Source `json:"source"`
+	ErrorCode      string `json:"error_code,omitempty"`
+	Error          string `json:"error,omitempty"`
+	Wamid          string `json:"wamid,omitempty"`
+	At             string `json:"at"` // RFC 3339, when the status happened
+}
+
+// Announcement describes c for listeners outside the daemon.
+func (c Change) Announcement(schema string) Announcement {
+	n := c.Notification
+	a := Announcement{
+		Schema: schema, NotificationID: n.ID, EventID: n.EventID, OrderNumber: n.OrderNumber(),
+		PhoneMasked: MaskPhone(n.Phone), Status: c.To, From: c.From, Final: c.To.Final(), Source: c.Source,
+		ErrorCode: n.ErrorCode, Error: truncate(n.Error, 1000), Wamid: n.Wamid, At: c.At.UTC().Format(time.RFC3339Nano),
+	}
+	if len(n.Params) > 0 {
+		a.CustomerName = n.Params[0]
+	}
+	return a
+}
+
+// MaskPhone shows enough of a phone to recognise it, not to dial it
+// (+7900****67), like the notification_report view.
+func MaskPhone(p string) string {
+	if p == "" {
+		return ""
+	}
+	keep := max(len(p)-6, 1)
+	if keep >= len(p)-2 {
+		return "+" + p[:1] + "****"
+	}
+	return "+" + p[:keep] + "****" + p[len(p)-2:]
+}
+
 // notifyPayload is the JSON a LISTEN client receives on StatusChannel.
 func (l *Ledger) notifyPayload(c Change) string {
-	n := c.Notification
-	errText := truncate(n.Error, 1000)
-	b, _ := json.Marshal(struct {
-		Schema      string `json:"schema,omitempty"`
-		EventID     string `json:"event_id"`
-		OrderNumber string `json:"order_number,omitempty"`
-		Status      Status `json:"status"`
-		From        Status `json:"from,omitempty"`
-		Source      Source `json:"source"`
-		ErrorCode   string `json:"error_code,omitempty"`
-		Error       string `json:"error,omitempty"`
-		Wamid       string `json:"wamid,omitempty"`
-		At          string `json:"at"`
-	}{l.Schema, n.EventID, n.OrderNumber(), c.To, c.From, c.Source, n.ErrorCode, errText, n.Wamid, c.At.UTC().Format(time.RFC3339Nano)})
+	b, _ := json.Marshal(c.Announcement(l.Schema))
 	return string(b)
 }
 

@@ -76,6 +76,9 @@ func ParseWebhook(body []byte) (*Webhook, error) {
 			phone, _, _ = strings.Cut(a.ChatID, "@")
 		}
 		msg, code := decodeErrorField(a.Error)
+		if code == 0 && msg != "" {
+			code = CodeForText(msg)
+		}
 		w.Statuses = append(w.Statuses, StatusUpdate{ID: a.ID, Status: a.Status, Phone: phone, Error: msg, Code: code, Raw: raw})
 	}
 	for _, raw := range root.Hooks {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,17 +135,33 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(out, "sandbox   %s/%s (1MSG simulator: sent at once, delivered after %s, read after %s)\n",
 		sbURL, sbcfg.Channel, sbcfg.DeliveredAfter, sbcfg.ReadAfter)
 
-	// 3. The daemon, in process.
+	// 3. The daemon, in process, with its webhook registered at the sandbox
+	// the way `cancelnotify webhook register` does it at 1MSG.
+	secret := make([]byte, 16)
+	_, _ = rand.Read(secret)
 	d, err := daemon.New(ctx, daemon.Config{
 		DatabaseURL: url, Schema: schema, MaxConns: 20,
 		OneMsg:   onemsg.Config{BaseURL: sbURL, Channel: sbcfg.Channel, Token: sbcfg.Token, Timeout: 5 * time.Second},
 		Template: sandbox.DefaultTemplate, Namespace: sandbox.DefaultNamespace, Language: sandbox.DefaultLanguage,
-		TrackFirstPoll: time.Second, RelayPollInterval: 500 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
+		WebhookAddr: "127.0.0.1:0", WebhookSecret: hex.EncodeToString(secret),
+		RelayPollInterval: 500 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
 		Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
+	api, err := onemsg.NewClient(onemsg.Config{BaseURL: sbURL, Channel: sbcfg.Channel, Token: sbcfg.Token})
+	if err != nil {
+		return err
+	}
+	if _, err := api.SetWebhook(ctx, []string{d.WebhookURL()}); err != nil {
+		return fmt.Errorf("register the webhook with the sandbox: %w", err)
+	}
+	on := true
+	if _, err := api.UpdateSettings(ctx, onemsg.SettingsUpdate{AckNotificationsOn: &on}); err != nil {
+		return fmt.Errorf("turn on ack notifications: %w", err)
+	}
+	fmt.Fprintf(out, "daemon    relay, send and track workers; webhook receiver registered with the sandbox\n")
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -161,7 +179,24 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(out, "inserted  %d cancellations into %s.outbox (the seed's example, 12 generated, 2 invalid)\n\n", len(rows), schema)
 
 	// 5. Live progress until every row is final.
-	finished, err := demoProgress(ctx, out, pool, len(rows), wait, isTerminal(out))
+	// Delivered is final, but a read may follow: wait until the record
+	// matches what the sandbox (WhatsApp) ends up reporting.
+	settled := func(counts map[string]int) bool {
+		want := map[string]int{}
+		for _, m := range sb.Messages() {
+			if m.Status != m.Planned {
+				return false
+			}
+			want[m.Planned]++
+		}
+		for st, n := range want {
+			if counts[st] != n {
+				return false
+			}
+		}
+		return true
+	}
+	finished, err := demoProgress(ctx, out, pool, len(rows), wait, isTerminal(out), settled)
 	stop()
 	if runErr := <-done; runErr != nil && err == nil {
 		err = runErr
@@ -175,8 +210,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	st := sb.Stats()
-	fmt.Fprintf(out, "\nsandbox: %d sendTemplate requests, %d messages accepted, %d hookInfo polls. Done in %s.\n",
-		st.SendRequests, st.Accepted, st.HookInfoCalls, time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprintf(out, "\nsandbox: %d sendTemplate requests, %d messages accepted, %d statuses pushed to the webhook, %d hookInfo polls. Done in %s.\n",
+		st.SendRequests, st.Accepted, st.AcksPushed, st.HookInfoCalls, time.Since(start).Round(100*time.Millisecond))
 	fmt.Fprintf(out, "Look closer: cancelnotify status --schema %s order-10482-cancelled\n", schema)
 	if !finished {
 		return errors.New("not every row reached a final status in time; see the table above")
@@ -186,7 +221,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 
 // demoProgress prints queued / sent / delivered / read / failed / rejected
 // counts until every row is final or wait passes.
-func demoProgress(ctx context.Context, w io.Writer, pool *pgxpool.Pool, total int, wait time.Duration, live bool) (bool, error) {
+func demoProgress(ctx context.Context, w io.Writer, pool *pgxpool.Pool, total int, wait time.Duration, live bool,
+	settled func(counts map[string]int) bool) (bool, error) {
 	deadline := time.Now().Add(wait)
 	last := ""
 	for {
@@ -217,7 +253,7 @@ func demoProgress(ctx context.Context, w io.Writer, pool *pgxpool.Pool, total in
 		line := fmt.Sprintf("queued %d · sending %d · sent %d · delivered %d · read %d · failed %d · rejected %d · skipped %d",
 			counts["queued"]+waiting, counts["sending"], counts["sent"], counts["delivered"], counts["read"],
 			counts["failed"], counts["rejected"], counts["skipped"])
-		done := final == total
+		done := final == total && settled(counts)
 		switch {
 		case live:
 			fmt.Fprintf(w, "\r%s  [%d/%d final]\033[K", line, final, total)

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/cancelnotify/cancelnotify/daemon"
@@ -108,12 +110,14 @@ func (o oneMsgOptions) values(s *settings) oneMsgValues {
 type daemonOptions struct {
 	trackFor, trackFirstPoll, sendFor, shutdown, relayPoll *option
 	sendWorkers, trackWorkers, relayBatch, maxConns        *option
+	webhookAddr, webhookSecret                             *option
+	callbackURL, callbackSecret                            *option
 }
 
 func addDaemonOptions(s *settings) daemonOptions {
 	return daemonOptions{
 		trackFor:       s.add("CANCELNOTIFY_TRACK_FOR", "track-for", "24h", "follow a sent message this long before marking it expired"),
-		trackFirstPoll: s.add("CANCELNOTIFY_TRACK_FIRST_POLL", "track-first-poll", "5s", "first hookInfo poll after acceptance (doubles up to 10m)"),
+		trackFirstPoll: s.add("CANCELNOTIFY_TRACK_FIRST_POLL", "track-first-poll", "auto", "first hookInfo poll after acceptance, doubling up to 10m; auto = 60s with webhooks, 5s without"),
 		sendFor:        s.add("CANCELNOTIFY_SEND_FOR", "send-for", "24h", "give up sending (failed) when 1MSG stays unreachable this long after the cancellation"),
 		shutdown:       s.add("CANCELNOTIFY_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "on SIGTERM, wait this long for in-flight sends"),
 		relayPoll:      s.add("CANCELNOTIFY_RELAY_POLL", "relay-poll", "1s", "relay's fallback poll when no NOTIFY arrives"),
@@ -121,12 +125,29 @@ func addDaemonOptions(s *settings) daemonOptions {
 		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", "100", "concurrent sends"),
 		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", "20", "concurrent status polls"),
 		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", "40", "database pool size"),
+		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", "127.0.0.1:8080", "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
+		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
+		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
+		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "HMAC-SHA256 key of the X-Cancelnotify-Signature header"),
 	}
+}
+
+var webhookSecretRE = regexp.MustCompile(`^[A-Za-z0-9_-]{16,200}$`)
+
+// webhookSecret checks CANCELNOTIFY_WEBHOOK_SECRET ("" is allowed: webhooks off).
+func (o daemonOptions) webhookSecretValue(s *settings) string {
+	v := strings.TrimSpace(o.webhookSecret.raw)
+	if v != "" && !webhookSecretRE.MatchString(v) {
+		s.fail("%s must be 16-200 characters of A-Z a-z 0-9 _ - (it is part of a URL): generate one with `openssl rand -hex 24`", o.webhookSecret.name())
+	}
+	return v
 }
 
 func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 	c.TrackFor = s.duration(o.trackFor)
-	c.TrackFirstPoll = s.duration(o.trackFirstPoll)
+	if strings.TrimSpace(o.trackFirstPoll.raw) != "auto" {
+		c.TrackFirstPoll = s.duration(o.trackFirstPoll)
+	}
 	c.SendFor = s.duration(o.sendFor)
 	c.ShutdownTimeout = s.duration(o.shutdown)
 	c.RelayPollInterval = s.duration(o.relayPoll)
@@ -134,6 +155,15 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 	c.SendWorkers = s.integer(o.sendWorkers, 1, 10000)
 	c.TrackWorkers = s.integer(o.trackWorkers, 1, 10000)
 	c.MaxConns = int32(s.integer(o.maxConns, 4, 1000))
+	c.WebhookAddr = strings.TrimSpace(o.webhookAddr.raw)
+	c.WebhookSecret = o.webhookSecretValue(s)
+	if v := strings.TrimSpace(o.callbackURL.raw); v != "" {
+		c.CallbackURL = s.httpURL(o.callbackURL)
+		c.CallbackSecret = strings.TrimSpace(o.callbackSecret.raw)
+		if c.CallbackSecret == "" {
+			s.fail("%s is set but %s is not: the CRM needs it to verify callbacks (generate one with `openssl rand -hex 32`)", o.callbackURL.name(), o.callbackSecret.name())
+		}
+	}
 	if c.TrackFor > 0 && c.TrackFor < time.Minute {
 		s.fail("%s = %s is too short: WhatsApp statuses can take minutes; use at least 1m", o.trackFor.name(), o.trackFor.shown())
 	}

@@ -108,7 +108,7 @@ func printEvent(ctx context.Context, w io.Writer, pool *pgxpool.Pool, eventID st
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	fmt.Fprintf(tw, "status\t%s\n", n.Status)
 	fmt.Fprintf(tw, "wamid\t%s\n", dash(n.Wamid))
-	fmt.Fprintf(tw, "to\t%s\n", maskPhone(n.Phone))
+	fmt.Fprintf(tw, "to\t%s\n", dash(ledger.MaskPhone(n.Phone)))
 	fmt.Fprintf(tw, "template\t%s (%s)\n", n.Template, n.Language)
 	if len(n.Params) > 0 {
 		fmt.Fprintf(tw, "params\t%s\n", strings.Join(quoteAll(n.Params), " · "))
@@ -187,14 +187,6 @@ func quoteAll(ss []string) []string {
 		out[i] = fmt.Sprintf("%q", s)
 	}
 	return out
-}
-
-// maskPhone shows enough of a phone to recognise it, not to dial it.
-func maskPhone(p string) string {
-	if len(p) < 7 {
-		return dash(p)
-	}
-	return "+" + p[:len(p)-6] + "****" + p[len(p)-2:]
 }
 
 func detailLine(d []byte) string {

@@ -1,0 +1,295 @@
+// Package webhook receives the delivery statuses 1MSG pushes and records
+// them durably before answering, so 1MSG's own retries cover any failure on
+// our side.
+//
+// The receiver serves one route, POST /webhooks/1msg/{secret}; anything else,
+// a wrong secret included, is a 404. Statuses arriving concurrently are
+// written in batches, one transaction for many requests, and each request is
+// answered only after the transaction holding its statuses committed.
+package webhook
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/onemsg"
+)
+
+// MaxBodyBytes bounds a webhook request body.
+const MaxBodyBytes = 1 << 20
+
+// PathPrefix is the route's fixed part; the secret follows it.
+const PathPrefix = "/webhooks/1msg/"
+
+// Config configures a Receiver.
+type Config struct {
+	Pool    *pgxpool.Pool
+	Ledger  *ledger.Ledger
+	Secret  string // CANCELNOTIFY_WEBHOOK_SECRET, the last path segment
+	Channel string // our 1MSG channel: pushes for another instanceId get 403
+
+	Writers  int           // concurrent batch writers, default 2
+	MaxBatch int           // most statuses per transaction, default 1000
+	Timeout  time.Duration // longest a request waits for its commit, default 10s
+	Logger   *slog.Logger
+}
+
+// Result is how a webhook request ended, for metrics.
+type Result string
+
+const (
+	ResultOK        Result = "ok"        // statuses committed (or nothing to record)
+	ResultNotFound  Result = "not_found" // wrong path, method or secret
+	ResultForbidden Result = "forbidden" // instanceId is not our channel
+	ResultMalformed Result = "malformed" // not a 1MSG payload
+	ResultTooLarge  Result = "too_large" // body over MaxBodyBytes
+	ResultError     Result = "error"     // could not commit: 503, 1MSG retries
+)
+
+// Stats counts what the receiver saw.
+type Stats struct {
+	Requests      map[Result]int64
+	Statuses      int64 // statuses committed
+	UnknownWamid  int64 // statuses for wamids we have no notification for (held)
+	Unmapped      int64 // statuses whose value could not be mapped (stored raw)
+	InboundIgnore int64 // inbound messages acknowledged and ignored
+	Batches       int64 // transactions written
+}
+
+// Receiver is the webhook endpoint.
+type Receiver struct {
+	cfg    Config
+	logger *slog.Logger
+	queue  chan *pending
+
+	requests                                   [6]atomic.Int64
+	statuses, unknown, unmapped, inbound, txns atomic.Int64
+}
+
+var results = [...]Result{ResultOK, ResultNotFound, ResultForbidden, ResultMalformed, ResultTooLarge, ResultError}
+
+// pending is one request's statuses waiting for a batch.
+type pending struct {
+	reports []ledger.Report
+	done    chan error
+}
+
+// New returns a receiver; Run must be running for it to answer.
+func New(cfg Config) *Receiver {
+	if cfg.Writers <= 0 {
+		cfg.Writers = 2
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1000
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Ledger == nil {
+		cfg.Ledger = &ledger.Ledger{}
+	}
+	return &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook"), queue: make(chan *pending, 4096)}
+}
+
+// Stats returns the counters so far.
+func (r *Receiver) Stats() Stats {
+	s := Stats{Requests: map[Result]int64{}, Statuses: r.statuses.Load(), UnknownWamid: r.unknown.Load(),
+		Unmapped: r.unmapped.Load(), InboundIgnore: r.inbound.Load(), Batches: r.txns.Load()}
+	for i, res := range results {
+		s.Requests[res] = r.requests[i].Load()
+	}
+	return s
+}
+
+func (r *Receiver) count(res Result) {
+	for i, x := range results {
+		if x == res {
+			r.requests[i].Add(1)
+		}
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost || !r.secretOK(req.URL.Path) {
+		// Same answer for a wrong path, method or secret: nothing tells a
+		// prober which part was wrong. The secret is never logged.
+		r.count(ResultNotFound)
+		http.NotFound(w, req)
+		return
+	}
+	body, err := readBody(w, req)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			r.count(ResultTooLarge)
+			writeJSON(w, http.StatusRequestEntityTooLarge, "body over 1 MiB")
+			return
+		}
+		r.count(ResultMalformed)
+		writeJSON(w, http.StatusBadRequest, "cannot read body")
+		return
+	}
+	hook, err := onemsg.ParseWebhook(body)
+	if err != nil {
+		r.count(ResultMalformed)
+		r.logger.Warn("malformed webhook payload", "error", err, "bytes", len(body))
+		writeJSON(w, http.StatusBadRequest, "not a 1MSG webhook payload")
+		return
+	}
+	if hook.InstanceID != "" && hook.InstanceID != r.cfg.Channel {
+		r.count(ResultForbidden)
+		r.logger.Warn("webhook for another channel refused", "instance_id", hook.InstanceID)
+		writeJSON(w, http.StatusForbidden, "instanceId is not this channel")
+		return
+	}
+	r.inbound.Add(int64(hook.Messages))
+	if len(hook.Statuses) == 0 {
+		r.count(ResultOK)
+		writeJSON(w, http.StatusOK, "")
+		return
+	}
+	p := &pending{reports: make([]ledger.Report, 0, len(hook.Statuses)), done: make(chan error, 1)}
+	for _, u := range hook.Statuses {
+		rep := ledger.Report{Wamid: u.ID, Status: u.Status, Source: ledger.SourceWebhook,
+			OccurredAt: u.Timestamp.Time, Error: u.Error, Detail: u.Raw}
+		if u.Code != 0 {
+			rep.ErrorCode = strconv.Itoa(u.Code)
+		}
+		if rep.Wamid == "" {
+			r.unmapped.Add(1)
+			continue // nothing to attach it to
+		}
+		p.reports = append(p.reports, rep)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.Timeout)
+	defer cancel()
+	select {
+	case r.queue <- p:
+	case <-ctx.Done():
+		r.count(ResultError)
+		writeJSON(w, http.StatusServiceUnavailable, "busy; retry")
+		return
+	}
+	select {
+	case err = <-p.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		r.count(ResultError)
+		r.logger.Error("webhook statuses not recorded; 1MSG will retry", "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, "not recorded; retry")
+		return
+	}
+	r.count(ResultOK)
+	writeJSON(w, http.StatusOK, "")
+}
+
+// secretOK compares the path's secret in constant time.
+func (r *Receiver) secretOK(path string) bool {
+	got, ok := strings.CutPrefix(path, PathPrefix)
+	if !ok || r.cfg.Secret == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(r.cfg.Secret)) == 1
+}
+
+func readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(w, req.Body, MaxBodyBytes))
+}
+
+func writeJSON(w http.ResponseWriter, status int, errText string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if errText == "" {
+		_, _ = w.Write([]byte(`{"ok":true}`))
+		return
+	}
+	b, _ := json.Marshal(map[string]string{"error": errText})
+	_, _ = w.Write(b)
+}
+
+// Run writes queued statuses until ctx ends. Several requests' statuses go
+// into one transaction: under load, what arrives while one batch commits
+// forms the next.
+func (r *Receiver) Run(ctx context.Context) error {
+	errc := make(chan error, r.cfg.Writers)
+	for range r.cfg.Writers {
+		go func() { errc <- r.writer(ctx) }()
+	}
+	var first error
+	for range r.cfg.Writers {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (r *Receiver) writer(ctx context.Context) error {
+	for {
+		var batch []*pending
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-r.queue:
+			batch = append(batch, p)
+		}
+		n := len(batch[0].reports)
+	collect:
+		for n < r.cfg.MaxBatch {
+			select {
+			case p := <-r.queue:
+				batch = append(batch, p)
+				n += len(p.reports)
+			default:
+				break collect
+			}
+		}
+		err := r.write(ctx, batch)
+		for _, p := range batch {
+			p.done <- err
+		}
+	}
+}
+
+func (r *Receiver) write(ctx context.Context, batch []*pending) error {
+	var reports []ledger.Report
+	for _, p := range batch {
+		reports = append(reports, p.reports...)
+	}
+	var res *ledger.ApplyResult
+	err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
+		var err error
+		res, err = r.cfg.Ledger.ApplyPushed(ctx, tx, reports)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.txns.Add(1)
+	r.statuses.Add(int64(res.Recorded))
+	r.unknown.Add(int64(len(res.Unknown)))
+	r.unmapped.Add(int64(res.Unmapped))
+	if len(res.Unknown) > 0 {
+		r.logger.Debug("statuses for unknown wamids held", "count", len(res.Unknown))
+	}
+	return nil
+}
