@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"golang.org/x/time/rate"
 
 	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/ledger"
@@ -41,6 +42,13 @@ type Config struct {
 
 	RelayBatchSize    int
 	RelayPollInterval time.Duration
+
+	// Rate is the send rate limit of this process, in messages per second
+	// (Meta's default per number: 80); 0 = unlimited. With several
+	// instances on one channel, give each its share.
+	Rate float64
+	// PairInterval spaces messages to one phone (Meta: 6s); 0 = off.
+	PairInterval time.Duration
 
 	SendWorkers     int
 	TrackWorkers    int
@@ -112,8 +120,14 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.ledger = &ledger.Ledger{Schema: cfg.Schema}
+	var limiter jobs.Limiter
+	if cfg.Rate > 0 {
+		// Burst 1: sends are spread evenly, so 1MSG's and Meta's per-second
+		// windows never see more than the rate, whatever the backlog.
+		limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
+	}
 	d.river, err = jobs.NewClient(jobs.Config{
-		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, API: api, Namespace: cfg.Namespace,
+		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, API: api, Namespace: cfg.Namespace, Limiter: limiter,
 		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers,
 		TrackFor: cfg.TrackFor, TrackFirstPoll: cfg.TrackFirstPoll, SendFor: cfg.SendFor,
 		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
@@ -141,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.relay = outbox.NewRelay(outbox.RelayConfig{
 		Pool: pool, Schema: cfg.Schema, Jobs: d.river, Ledger: d.ledger,
 		Validator: outbox.Validator{Language: cfg.Language, Body: cfg.Body}, Template: cfg.Template,
-		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, Logger: cfg.Logger,
+		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: cfg.PairInterval, Logger: cfg.Logger,
 	})
 	return d, nil
 }

@@ -57,6 +57,10 @@ func (w *SendWorker) Timeout(*river.Job[SendArgs]) time.Duration { return w.time
 // history before the row is held as in_doubt.
 const queuedGrace = 10 * time.Minute
 
+// pairWait is how long a send refused by Meta's pair rate limit (131056)
+// waits: a little over the 6s Meta allows between two messages to a user.
+const pairWait = 7 * time.Second
+
 // reconcileWindow widens the history search before the recorded intent, for
 // clock skew between us and 1MSG.
 const reconcileWindow = 2 * time.Minute
@@ -109,7 +113,12 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 				return err
 			}
 			wait := apiErr.RetryAfter
-			if wait <= 0 {
+			switch {
+			case wait > 0:
+			case apiErr.Code == onemsg.CodePairRateLimit:
+				// Meta's pair limit: one message per recipient every 6s.
+				wait = pairWait
+			default:
 				wait = backoff(snoozes(job.Metadata), time.Second, time.Minute)
 			}
 			return river.JobSnooze(jitter(wait))

@@ -389,6 +389,7 @@ type New struct {
 	Status         Status // queued, rejected or skipped
 	ErrorCode      string // why rejected or skipped
 	Error          string
+	NotBefore      time.Time // earliest send (per-recipient pacing); zero = now
 }
 
 // Create inserts notifications with their first event in one statement and
@@ -402,11 +403,18 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		eventIDs, phones, templates, langs, statuses []string
 		codes, errs, params, shortened, details      []string
 		createdAts                                   []time.Time
+		notBefore                                    []*time.Time
 	)
 	for _, n := range ns {
 		outboxIDs = append(outboxIDs, n.OutboxID)
 		eventIDs = append(eventIDs, n.EventID)
 		createdAts = append(createdAts, n.EventCreatedAt)
+		var nb *time.Time
+		if !n.NotBefore.IsZero() {
+			t := n.NotBefore
+			nb = &t
+		}
+		notBefore = append(notBefore, nb)
 		phones = append(phones, n.Phone)
 		templates = append(templates, n.Template)
 		langs = append(langs, n.Language)
@@ -428,14 +436,14 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	}
 	rows, err := tx.Query(ctx, `WITH input AS (
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[])
+				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::timestamptz[])
 				WITH ORDINALITY AS i(outbox_id, event_id, event_created_at, phone, template, language, params,
-					shortened, status, error_code, error, detail, ord)
+					shortened, status, error_code, error, detail, not_before, ord)
 		), ins AS (
 			INSERT INTO notification (outbox_id, event_id, event_created_at, phone, template, language, params,
-				shortened, status, error_code, error)
+				shortened, status, error_code, error, not_before)
 			SELECT outbox_id, event_id, event_created_at, phone, template, language, params,
-				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, '')
+				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, ''), not_before
 			FROM input ORDER BY ord
 			RETURNING id, outbox_id, created_at
 		), ev AS (
@@ -444,7 +452,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 			FROM ins JOIN input USING (outbox_id) ORDER BY input.ord
 		)
 		SELECT ins.id, ins.created_at FROM ins JOIN input USING (outbox_id) ORDER BY input.ord`,
-		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details)
+		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details, notBefore)
 	if err != nil {
 		return nil, fmt.Errorf("create notifications: %w", err)
 	}

@@ -43,6 +43,10 @@ type RelayConfig struct {
 
 	BatchSize    int           // rows per transaction, default 500
 	PollInterval time.Duration // fallback poll when no NOTIFY arrives, default 1s
+	// PairInterval spaces sends to the same phone (Meta's pair rate limit,
+	// error 131056, is one message every 6s): a later cancellation for the
+	// same customer is scheduled, not sent at once. 0 disables pacing.
+	PairInterval time.Duration
 	Logger       *slog.Logger
 }
 
@@ -230,15 +234,22 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 			Status: d.Status, ErrorCode: d.Code, Error: d.Reason,
 		}
 	}
+	if err := r.pace(ctx, tx, news); err != nil {
+		return 0, err
+	}
 	created, err := r.cfg.Ledger.Create(ctx, tx, news)
 	if err != nil {
 		return 0, err
 	}
 	var params []river.InsertManyParams
-	for _, n := range created {
+	for i, n := range created {
 		switch n.Status {
 		case ledger.StatusQueued:
-			params = append(params, river.InsertManyParams{Args: jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID}})
+			p := river.InsertManyParams{Args: jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID}}
+			if nb := news[i].NotBefore; nb.After(time.Now()) {
+				p.InsertOpts = &river.InsertOpts{ScheduledAt: nb}
+			}
+			params = append(params, p)
 		default:
 			r.logger.Warn("outbox row not sent", "event_id", n.EventID, "status", n.Status, "code", n.ErrorCode, "reason", n.Error)
 		}
@@ -255,6 +266,59 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("commit relay transaction: %w", err)
 	}
 	return len(batch), nil
+}
+
+// pace sets NotBefore on queued rows whose phone had a send scheduled
+// within PairInterval, so the send job is scheduled after it. Two relays
+// pacing the same phone at the same instant can still collide; 1MSG's 131056
+// then snoozes the later send, which is correct, only less tidy.
+func (r *Relay) pace(ctx context.Context, tx pgx.Tx, news []ledger.New) error {
+	if r.cfg.PairInterval <= 0 {
+		return nil
+	}
+	var phones []string
+	for _, n := range news {
+		if n.Status == ledger.StatusQueued {
+			phones = append(phones, n.Phone)
+		}
+	}
+	if len(phones) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT p, (SELECT max(n.not_before) FROM notification n
+			WHERE n.phone = p AND n.not_before > now() - $2::interval)
+		FROM unnest($1::text[]) p`, phones, r.cfg.PairInterval)
+	if err != nil {
+		return fmt.Errorf("read recent sends per phone: %w", err)
+	}
+	last := map[string]time.Time{}
+	for rows.Next() {
+		var phone string
+		var at *time.Time
+		if err := rows.Scan(&phone, &at); err != nil {
+			return err
+		}
+		if at != nil {
+			last[phone] = *at
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	now := time.Now()
+	for i := range news {
+		n := &news[i]
+		if n.Status != ledger.StatusQueued {
+			continue
+		}
+		next := now
+		if prev, ok := last[n.Phone]; ok && prev.Add(r.cfg.PairInterval).After(next) {
+			next = prev.Add(r.cfg.PairInterval)
+		}
+		n.NotBefore = next
+		last[n.Phone] = next
+	}
+	return nil
 }
 
 // decide validates one row; a panic in validation rejects that row only.

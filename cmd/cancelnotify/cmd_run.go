@@ -111,6 +111,7 @@ type daemonOptions struct {
 	trackFor, trackFirstPoll, sendFor, shutdown, relayPoll *option
 	sendWorkers, trackWorkers, relayBatch, maxConns        *option
 	webhookAddr, webhookSecret                             *option
+	rate, pairInterval                                     *option
 	callbackURL, callbackSecret                            *option
 }
 
@@ -125,6 +126,8 @@ func addDaemonOptions(s *settings) daemonOptions {
 		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", "100", "concurrent sends"),
 		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", "20", "concurrent status polls"),
 		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", "40", "database pool size"),
+		rate:           s.add("CANCELNOTIFY_RATE", "rate", "80", "send rate limit of this process, messages/s (Meta's default per number: 80); split it across instances; 0 = unlimited"),
+		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", "6s", "least gap between two messages to one phone (Meta's pair limit); 0 = off"),
 		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", "127.0.0.1:8080", "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
 		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
@@ -155,6 +158,8 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 	c.SendWorkers = s.integer(o.sendWorkers, 1, 10000)
 	c.TrackWorkers = s.integer(o.trackWorkers, 1, 10000)
 	c.MaxConns = int32(s.integer(o.maxConns, 4, 1000))
+	c.Rate = s.float(o.rate, 0, 100000)
+	c.PairInterval = s.duration(o.pairInterval)
 	c.WebhookAddr = strings.TrimSpace(o.webhookAddr.raw)
 	c.WebhookSecret = o.webhookSecretValue(s)
 	if v := strings.TrimSpace(o.callbackURL.raw); v != "" {

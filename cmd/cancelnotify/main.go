@@ -60,6 +60,7 @@ func init() {
 		{"sandbox", "", "serve the local 1MSG simulator", "cancelnotify sandbox --addr 127.0.0.1:8089", cmdSandbox},
 		{"demo", "", "the whole pipeline on embedded defaults against the built-in sandbox", "cancelnotify demo", cmdDemo},
 		{"webhook", "register URL | show", "register the daemon's webhook with 1MSG (keeping other URLs) and turn on ack notifications", "cancelnotify webhook register https://hooks.shop.example", cmdWebhook},
+		{"bench", "", "measure throughput, latency and Postgres cost against a separate sandbox and daemon", "cancelnotify bench", cmdBench},
 		{"status", "[EVENT_ID]", "one event's full history, or counts by status", "cancelnotify status order-10482-cancelled", cmdStatus},
 	}
 }
