@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,8 +22,10 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/metrics"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/outbox"
+	"github.com/cancelnotify/cancelnotify/preflight"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 	"github.com/cancelnotify/cancelnotify/webhook"
 )
@@ -50,6 +53,14 @@ type Config struct {
 	// PairInterval spaces messages to one phone (Meta: 6s); 0 = off.
 	PairInterval time.Duration
 
+	// Retention deletes final notifications older than this (default 90
+	// days; <0 keeps everything). River's own finished-job retention:
+	// RiverCompleted/Cancelled/DiscardedRetention (River's defaults if 0).
+	Retention               time.Duration
+	RiverCompletedRetention time.Duration
+	RiverCancelledRetention time.Duration
+	RiverDiscardedRetention time.Duration
+
 	SendWorkers     int
 	TrackWorkers    int
 	TrackFor        time.Duration
@@ -68,12 +79,57 @@ type Config struct {
 	CallbackURL    string
 	CallbackSecret string
 
+	// AdminAddr serves /healthz, /readyz, /metrics, /riverui/ and
+	// /debug/pprof/ ("" = no admin listener). AdminUser and AdminPassword,
+	// when set, protect all but the probes with basic auth.
+	AdminAddr     string
+	AdminUser     string
+	AdminPassword string
+
+	// Preflight checks the channel, template and webhook registration at
+	// start (as `cancelnotify check` does): findings are logged, and a
+	// template missing from the channel stops the start.
+	Preflight bool
+
+	// Notifier tells systemd about readiness, stopping and liveness
+	// (sdnotify); nil outside systemd.
+	Notifier Notifier
+
 	// RiverID names this process's River client (default generated).
 	RiverID string
 	// TestOnly makes River start and stop faster (tests).
 	TestOnly bool
 
 	Logger *slog.Logger
+}
+
+// preflight logs what `cancelnotify check` would report and refuses to
+// start without the template. It returns the template's body text.
+func (d *Daemon) preflight(ctx context.Context) (string, error) {
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r := preflight.Run(pctx, preflight.Config{API: d.api, Template: d.cfg.Template, Namespace: d.cfg.Namespace,
+		Language: d.cfg.Language, WebhookSecret: d.cfg.WebhookSecret})
+	for _, f := range r.Findings {
+		switch f.Level {
+		case preflight.OK:
+			d.logger.Info("preflight: "+f.Name, "result", f.Detail)
+		default:
+			d.logger.Warn("preflight: "+f.Name+" needs attention", "problem", f.Detail)
+		}
+	}
+	if r.TemplateMissing {
+		return "", fmt.Errorf("%w: %s", preflight.ErrTemplateMissing, r.Detail("template"))
+	}
+	return r.Body, nil
+}
+
+// Notifier is systemd's notify protocol as the daemon uses it.
+type Notifier interface {
+	Ready() error
+	Stopping() error
+	Watchdog() error
+	WatchdogInterval() (time.Duration, bool)
 }
 
 // Daemon is a configured, not yet running, cancelnotify.
@@ -88,6 +144,10 @@ type Daemon struct {
 
 	webhook   *webhook.Receiver
 	webhookLn net.Listener
+	adminLn   net.Listener
+	metrics   *metrics.Metrics
+
+	riverRunning atomic.Bool
 }
 
 // New connects to the database, verifies the schema is migrated, and builds
@@ -106,20 +166,33 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		// A healthy webhook brings every status first: poll once, late.
 		cfg.TrackFirstPoll = 60 * time.Second
 	}
-	api, err := onemsg.NewClient(cfg.OneMsg)
-	if err != nil {
-		return nil, err
-	}
 	pool, err := cnsql.Open(ctx, cfg.DatabaseURL, cfg.Schema, cfg.MaxConns)
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, logger: cfg.Logger, pool: pool, api: api}
+	m := metrics.New(pool, 10*time.Second, cfg.Logger)
+	cfg.OneMsg.Observer = m
+	api, err := onemsg.NewClient(cfg.OneMsg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, logger: cfg.Logger, pool: pool, api: api, metrics: m}
 	if err := cnsql.Check(ctx, pool, cfg.Schema); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	d.ledger = &ledger.Ledger{Schema: cfg.Schema}
+	if cfg.Preflight {
+		body, err := d.preflight(ctx)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		if cfg.Body == "" {
+			cfg.Body = body
+		}
+	}
+	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m}
 	var limiter jobs.Limiter
 	if cfg.Rate > 0 {
 		// Burst 1: sends are spread evenly, so 1MSG's and Meta's per-second
@@ -131,6 +204,8 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers,
 		TrackFor: cfg.TrackFor, TrackFirstPoll: cfg.TrackFirstPoll, SendFor: cfg.SendFor,
 		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
+		Retention: cfg.Retention, CompletedJobRetention: cfg.RiverCompletedRetention,
+		CancelledJobRetention: cfg.RiverCancelledRetention, DiscardedJobRetention: cfg.RiverDiscardedRetention,
 		ID: cfg.RiverID, Logger: riverLogger(cfg.Logger), TestOnly: cfg.TestOnly,
 	})
 	if err != nil {
@@ -150,7 +225,15 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("webhook listener on %s (CANCELNOTIFY_WEBHOOK_ADDR): %w", cfg.WebhookAddr, err)
 		}
 		d.webhook = webhook.New(webhook.Config{Pool: pool, Ledger: d.ledger, Secret: cfg.WebhookSecret,
-			Channel: cfg.OneMsg.Channel, Logger: cfg.Logger})
+			Channel: cfg.OneMsg.Channel, Logger: cfg.Logger, Observer: m})
+	}
+	if cfg.AdminAddr != "" {
+		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			d.closeListeners()
+			pool.Close()
+			return nil, fmt.Errorf("admin listener on %s (CANCELNOTIFY_ADMIN_ADDR): %w", cfg.AdminAddr, err)
+		}
 	}
 	d.relay = outbox.NewRelay(outbox.RelayConfig{
 		Pool: pool, Schema: cfg.Schema, Jobs: d.river, Ledger: d.ledger,
@@ -159,6 +242,25 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	})
 	return d, nil
 }
+
+func (d *Daemon) closeListeners() {
+	for _, ln := range []net.Listener{d.webhookLn, d.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// AdminURL is the admin listener's base URL ("" when off).
+func (d *Daemon) AdminURL() string {
+	if d.adminLn == nil {
+		return ""
+	}
+	return "http://" + d.adminLn.Addr().String()
+}
+
+// Metrics returns the daemon's metrics.
+func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
 
 // Pool returns the daemon's database pool (search_path set to the schema).
 func (d *Daemon) Pool() *pgxpool.Pool { return d.pool }
@@ -182,65 +284,132 @@ func (d *Daemon) WebhookURL() string {
 }
 
 // Run starts everything and blocks until ctx ends, then stops in order: the
-// relay stops taking rows, River lets in-flight jobs finish (up to the
-// shutdown timeout), and the pool closes. It returns an error only when the
-// daemon could not start or could not stop cleanly.
+// relay stops taking rows, the listeners drain, River lets in-flight jobs
+// finish (up to the shutdown timeout), and the pool closes. It returns an
+// error only when the daemon could not start or could not stop cleanly.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.pool.Close()
+	defer d.closeListeners()
 
-	// River's job contexts must outlive ctx so SoftStopTimeout governs
-	// in-flight sends rather than the signal.
+	// Job contexts must outlive ctx: on SIGTERM, in-flight sends finish
+	// under ShutdownTimeout instead of being cut off by the signal.
 	if err := d.river.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start River: %w", err)
 	}
-	relayCtx, stopRelay := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = d.relay.Run(relayCtx) })
+	d.riverRunning.Store(true)
+	defer d.riverRunning.Store(false)
 
-	var hookSrv *http.Server
-	writersCtx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWriters()
-	var writers sync.WaitGroup
-	if d.webhook != nil {
-		writers.Go(func() { _ = d.webhook.Run(writersCtx) })
-		hookSrv = &http.Server{
-			Handler:           d.webhook,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          slog.NewLogLogger(d.logger.Handler(), slog.LevelDebug),
+	// Listeners and webhook writers live until River has stopped, so that
+	// statuses keep arriving while in-flight sends finish.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var bgWG sync.WaitGroup
+	var servers []*http.Server
+	serve := func(name string, ln net.Listener, h http.Handler, timeouts bool) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelDebug)}
+		if timeouts {
+			srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
 		}
-		wg.Go(func() {
-			if err := hookSrv.Serve(d.webhookLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.logger.Error("webhook listener stopped", "error", err)
+		servers = append(servers, srv)
+		bgWG.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.logger.Error(name+" listener stopped", "error", err)
 			}
 		})
+	}
+	if d.webhook != nil {
+		bgWG.Go(func() { _ = d.webhook.Run(bg) })
+		serve("webhook", d.webhookLn, d.webhook, true)
 		d.logger.Info("webhook receiver listening", "addr", d.webhookLn.Addr().String(), "path", webhook.PathPrefix+"{secret}")
 	} else {
 		d.logger.Info("webhooks off (no CANCELNOTIFY_WEBHOOK_SECRET): statuses come from polling hookInfo")
 	}
+	if d.adminLn != nil {
+		h, err := d.adminHandler(bg)
+		if err != nil {
+			return fmt.Errorf("admin endpoints: %w", err)
+		}
+		serve("admin", d.adminLn, h, false)
+		d.logger.Info("admin endpoints listening", "addr", d.adminLn.Addr().String(), "basic_auth", d.cfg.AdminUser != "")
+	}
+
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	defer stopRelay()
+	var relayWG sync.WaitGroup
+	relayWG.Go(func() { _ = d.relay.Run(relayCtx) })
 
 	d.logger.Info("cancelnotify running", "schema", d.cfg.Schema, "channel", d.api.Channel(), "template", d.cfg.Template)
-	<-ctx.Done()
+	d.mainLoop(ctx)
 
 	d.logger.Info("shutting down: relay stops taking rows, in-flight sends finish", "timeout", d.cfg.ShutdownTimeout)
+	d.notify(func(n Notifier) error { return n.Stopping() })
 	stopRelay()
-	if hookSrv != nil {
-		// In-flight webhook requests finish (their batches commit) first.
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = hookSrv.Shutdown(sctx)
-		cancel()
+	relayWG.Wait()
+	err := d.stopRiver()
+
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		_ = srv.Shutdown(sctx) // in-flight webhook requests commit and answer first
 	}
-	stopWriters()
-	writers.Wait()
-	wg.Wait()
+	stopBG()
+	bgWG.Wait()
+	if err == nil {
+		d.logger.Info("stopped")
+	}
+	return err
+}
+
+// mainLoop waits for ctx, telling systemd when the daemon is ready (River
+// started, relay listening) and pinging its watchdog meanwhile.
+func (d *Daemon) mainLoop(ctx context.Context) {
+	var watchdog <-chan time.Time
+	if n := d.cfg.Notifier; n != nil {
+		if every, ok := n.WatchdogInterval(); ok {
+			t := time.NewTicker(every / 2)
+			defer t.Stop()
+			watchdog = t.C
+		}
+	}
+	readyCheck := time.NewTicker(50 * time.Millisecond)
+	defer readyCheck.Stop()
+	ready := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-watchdog:
+			d.notify(func(n Notifier) error { return n.Watchdog() })
+		case <-readyCheck.C:
+			if ready || !d.relay.Listening() {
+				continue
+			}
+			ready = true
+			readyCheck.Stop()
+			d.notify(func(n Notifier) error { return n.Ready() })
+			d.logger.Info("ready: River started, relay listening")
+		}
+	}
+}
+
+func (d *Daemon) notify(fn func(Notifier) error) {
+	if d.cfg.Notifier == nil {
+		return
+	}
+	if err := fn(d.cfg.Notifier); err != nil {
+		d.logger.Warn("systemd notification failed", "error", err)
+	}
+}
+
+// stopRiver lets running jobs finish within the shutdown timeout, then
+// cancels the rest: a send interrupted there stays `sending` and is
+// reconciled after the restart, never resent blindly.
+func (d *Daemon) stopRiver() error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
 	defer cancel()
 	err := d.river.Stop(stopCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		// Cancel what is still running: a send interrupted here stays
-		// `sending` and is reconciled after the restart, never resent blindly.
 		hardCtx, cancelHard := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancelHard()
 		_ = d.river.StopAndCancel(hardCtx)
@@ -249,7 +418,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("stop River: %w", err)
 	}
-	d.logger.Info("stopped")
 	return nil
 }
 

@@ -240,3 +240,6 @@ func sorted(s []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// proxied returns a proxy to the database the test can cut and restore.
+func (e *env) proxied() *dbtest.Proxy { return dbtest.NewProxy(e.t) }

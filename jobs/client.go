@@ -41,6 +41,12 @@ type Config struct {
 	CallbackSecret  string
 	CallbackWorkers int // default 10
 
+	// Retention deletes final notifications older than this, hourly
+	// (CANCELNOTIFY_RETENTION, default 90 days); <0 keeps everything.
+	Retention time.Duration
+	// River's own retention of finished jobs (River's defaults: 24h, 24h, 7d).
+	CompletedJobRetention, CancelledJobRetention, DiscardedJobRetention time.Duration
+
 	// River tuning; see river.md §6.4: River's defaults (100ms, 1s) give a
 	// p99 pickup latency of ~300ms, these give ~10ms.
 	FetchCooldown     time.Duration // default 5ms
@@ -74,6 +80,7 @@ func (c *Config) withDefaults() {
 	def(&c.TrackPollMax, 10*time.Minute)
 	def(&c.SendFor, 24*time.Hour)
 	def(&c.CallTimeout, 15*time.Second)
+	def(&c.Retention, 90*24*time.Hour)
 	def(&c.FetchCooldown, 5*time.Millisecond)
 	def(&c.FetchPollInterval, 200*time.Millisecond)
 	if c.Logger == nil {
@@ -118,8 +125,18 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		return nil, err
 	}
 	queues := map[string]river.QueueConfig{
-		QueueSend:  {MaxWorkers: cfg.SendWorkers},
-		QueueTrack: {MaxWorkers: cfg.TrackWorkers},
+		QueueSend:        {MaxWorkers: cfg.SendWorkers},
+		QueueTrack:       {MaxWorkers: cfg.TrackWorkers},
+		QueueMaintenance: {MaxWorkers: 1},
+	}
+	var periodic []*river.PeriodicJob
+	if cfg.Retention > 0 {
+		if err := river.AddWorkerSafely(workers, &RetentionWorker{pool: cfg.Pool, retention: cfg.Retention, logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
+			func() (river.JobArgs, *river.InsertOpts) { return RetentionArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "cancelnotify_retention", RunOnStart: true}))
 	}
 	if cfg.CallbackURL != "" {
 		if err := river.AddWorkerSafely(workers, &CallbackWorker{
@@ -139,7 +156,12 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.FetchPollInterval,
 		Queues:            queues,
-		JobTimeout:        sendTimeout,
+		PeriodicJobs:      periodic,
+
+		CompletedJobRetentionPeriod: cfg.CompletedJobRetention,
+		CancelledJobRetentionPeriod: cfg.CancelledJobRetention,
+		DiscardedJobRetentionPeriod: cfg.DiscardedJobRetention,
+		JobTimeout:                  sendTimeout,
 		// A job left running by a killed process is retried after this. It
 		// must exceed every job's timeout so a slow but live attempt is never
 		// run twice at once; the send job then reconciles before resending.

@@ -329,7 +329,10 @@ type Move struct {
 	Error       string // replaces the row's error
 	Attempt     bool   // count a send attempt and stamp attempted_at (the recorded intent)
 	OnemsgJobID string // 1MSG's queue job id, when a send was queued
-	Detail      map[string]any
+	// Reset forgets the previous message (wamid, error, 1MSG job id, sent
+	// and later times) for a re-drive; the history keeps them.
+	Reset  bool
+	Detail map[string]any
 }
 
 // Move applies m to n (locked by the caller in tx) and updates n in place.
@@ -342,6 +345,14 @@ func (l *Ledger) Move(ctx context.Context, tx pgx.Tx, n *Notification, m Move) e
 	}
 	now := time.Now().UTC()
 	from := n.Status
+	detail := map[string]any{}
+	if m.Reset {
+		if n.Wamid != "" {
+			detail["previous_wamid"] = n.Wamid
+		}
+		n.Wamid, n.OnemsgJobID = "", ""
+		n.SentAt, n.DeliveredAt, n.ReadAt, n.FailedAt = nil, nil, nil, nil
+	}
 	n.Status = m.To
 	n.ErrorCode, n.Error = m.ErrorCode, truncate(m.Error, 2000)
 	if m.Attempt {
@@ -354,7 +365,6 @@ func (l *Ledger) Move(ctx context.Context, tx pgx.Tx, n *Notification, m Move) e
 	if m.To == StatusFailed {
 		fillTime(n, StatusFailed, now)
 	}
-	detail := map[string]any{}
 	for k, v := range m.Detail {
 		detail[k] = v
 	}

@@ -37,28 +37,28 @@ type DB interface {
 
 // Notification is a row of the notification table.
 type Notification struct {
-	ID             int64
-	OutboxID       int64
-	EventID        string
-	EventCreatedAt time.Time
-	Phone          string
-	Template       string
-	Language       string
-	Params         []string
-	Shortened      []string
-	Status         Status
-	Wamid          string // "" until 1MSG accepted the message
-	OnemsgJobID    string // 1MSG's queue job id when a send was queued
-	ErrorCode      string
-	Error          string
-	Attempts       int
-	AttemptedAt    *time.Time
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	SentAt         *time.Time
-	DeliveredAt    *time.Time
-	ReadAt         *time.Time
-	FailedAt       *time.Time
+	ID             int64      `json:"id"`
+	OutboxID       int64      `json:"outbox_id"`
+	EventID        string     `json:"event_id"`
+	EventCreatedAt time.Time  `json:"event_created_at"`
+	Phone          string     `json:"phone"`
+	Template       string     `json:"template"`
+	Language       string     `json:"language"`
+	Params         []string   `json:"params"`
+	Shortened      []string   `json:"shortened"`
+	Status         Status     `json:"status"`
+	Wamid          string     `json:"wamid,omitempty"`         // "" until 1MSG accepted the message
+	OnemsgJobID    string     `json:"onemsg_job_id,omitempty"` // 1MSG's queue job id when a send was queued
+	ErrorCode      string     `json:"error_code,omitempty"`
+	Error          string     `json:"error,omitempty"`
+	Attempts       int        `json:"attempts"`
+	AttemptedAt    *time.Time `json:"attempted_at"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	SentAt         *time.Time `json:"sent_at"`
+	DeliveredAt    *time.Time `json:"delivered_at"`
+	ReadAt         *time.Time `json:"read_at"`
+	FailedAt       *time.Time `json:"failed_at"`
 }
 
 // OrderNumber returns the order number as sent ({{2}}), if known.
@@ -116,14 +116,14 @@ func getOne(ctx context.Context, db DB, sql string, arg any) (*Notification, err
 
 // Event is a row of notification_event.
 type Event struct {
-	ID             int64
-	NotificationID int64
-	Status         string
-	Source         Source
-	Applied        bool
-	Detail         json.RawMessage
-	OccurredAt     *time.Time
-	RecordedAt     time.Time
+	ID             int64           `json:"id"`
+	NotificationID int64           `json:"notification_id"`
+	Status         string          `json:"status"`
+	Source         Source          `json:"source"`
+	Applied        bool            `json:"applied"`
+	Detail         json.RawMessage `json:"detail"`
+	OccurredAt     *time.Time      `json:"occurred_at"`
+	RecordedAt     time.Time       `json:"recorded_at"`
 }
 
 // Events returns a notification's history, oldest first.
@@ -153,11 +153,17 @@ type Change struct {
 // enqueue CRM callbacks atomically with the status.
 type ChangeFunc func(ctx context.Context, tx pgx.Tx, changes []Change) error
 
+// Observer learns of status changes once they are written (metrics).
+type Observer interface {
+	Changed(changes []Change)
+}
+
 // Ledger writes statuses. The zero value works; Schema only labels the
-// NOTIFY payloads, OnChange is optional.
+// NOTIFY payloads, OnChange and Observer are optional.
 type Ledger struct {
 	Schema   string
 	OnChange ChangeFunc
+	Observer Observer
 }
 
 // event is a notification_event row to write.
@@ -242,6 +248,9 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 		if err := l.OnChange(ctx, tx, w.changes); err != nil {
 			return fmt.Errorf("after status change: %w", err)
 		}
+	}
+	if l.Observer != nil && len(w.changes) > 0 {
+		l.Observer.Changed(w.changes)
 	}
 	return nil
 }

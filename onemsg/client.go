@@ -42,6 +42,12 @@ type Config struct {
 	Timeout    time.Duration // per call; default DefaultTimeout
 	HTTPClient *http.Client  // default: a client with sane transport limits
 	UserAgent  string        // default "cancelnotify"
+	Observer   Observer      // optional: told of every call (metrics)
+}
+
+// Observer learns the outcome class of every call: "ok" or an ErrorKind.
+type Observer interface {
+	Called(endpoint, outcome string, d time.Duration)
 }
 
 // Client calls one 1MSG channel. It is safe for concurrent use.
@@ -52,6 +58,7 @@ type Client struct {
 	timeout time.Duration
 	http    *http.Client
 	ua      string
+	obs     Observer
 }
 
 // NewClient checks cfg and returns a Client.
@@ -88,11 +95,26 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "cancelnotify"
 	}
-	return &Client{base: base, channel: cfg.Channel, token: cfg.Token, timeout: cfg.Timeout, http: cfg.HTTPClient, ua: cfg.UserAgent}, nil
+	return &Client{base: base, channel: cfg.Channel, token: cfg.Token, timeout: cfg.Timeout, http: cfg.HTTPClient, ua: cfg.UserAgent, obs: cfg.Observer}, nil
 }
 
 // Channel returns the channel id the client calls.
 func (c *Client) Channel() string { return c.channel }
+
+// observe reports a finished call to the observer; use with defer.
+func (c *Client) observe(op string, start time.Time, err *error) {
+	if c.obs == nil {
+		return
+	}
+	outcome := "ok"
+	var e *Error
+	if errors.As(*err, &e) {
+		outcome = e.Kind.String()
+	} else if *err != nil {
+		outcome = KindUnknown.String()
+	}
+	c.obs.Called(op, outcome, time.Since(start))
+}
 
 // endpoint builds {base}/{channel}/{method}?query.
 func (c *Client) endpoint(method string, q url.Values) string {

@@ -42,7 +42,8 @@ type MessagesQuery struct {
 func ChatID(phone string) string { return phone + "@c.us" }
 
 // Messages reads the channel's message history.
-func (c *Client) Messages(ctx context.Context, q MessagesQuery) (*History, error) {
+func (c *Client) Messages(ctx context.Context, q MessagesQuery) (_ *History, err error) {
+	defer c.observe("messages", time.Now(), &err)
 	v := url.Values{}
 	if q.ChatID != "" {
 		v.Set("chatId", q.ChatID)

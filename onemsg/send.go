@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 )
 
 // SendTemplateRequest is the body of POST /{channel}/sendTemplate, field for
@@ -67,7 +68,8 @@ func (r *SendResult) Queued() bool { return !r.Sent && r.JobID != "" }
 // SendTemplate sends an approved template. It returns a result when 1MSG
 // accepted (Sent, with ID) or queued (Queued, with JobID) the message, and
 // an *Error otherwise; Error.Kind says whether it is safe to send again.
-func (c *Client) SendTemplate(ctx context.Context, req SendTemplateRequest) (*SendResult, error) {
+func (c *Client) SendTemplate(ctx context.Context, req SendTemplateRequest) (_ *SendResult, err error) {
+	defer c.observe("sendTemplate", time.Now(), &err)
 	var raw json.RawMessage
 	if err := c.do(ctx, "sendTemplate", http.MethodPost, "sendTemplate", nil, req, &raw); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // MaxWebhooks is how many webhook URLs 1MSG keeps per channel.
@@ -20,7 +21,8 @@ type SetWebhookResult struct {
 // SetWebhook replaces the channel's webhook list with urls (at most
 // MaxWebhooks). 1MSG does not append: callers that must keep other URLs read
 // Webhooks first.
-func (c *Client) SetWebhook(ctx context.Context, urls []string) (*SetWebhookResult, error) {
+func (c *Client) SetWebhook(ctx context.Context, urls []string) (_ *SetWebhookResult, err error) {
+	defer c.observe("webhook", time.Now(), &err)
 	if len(urls) > MaxWebhooks {
 		return nil, &Error{Op: "webhook", Kind: KindRejected, Message: fmt.Sprintf("%d webhook URLs given; 1MSG keeps at most %d", len(urls), MaxWebhooks)}
 	}
@@ -37,7 +39,8 @@ func (c *Client) SetWebhook(ctx context.Context, urls []string) (*SetWebhookResu
 
 // Webhooks returns the registered webhook URLs (GET /webhook), whether 1MSG
 // answers with one URL, a list or a comma-separated string.
-func (c *Client) Webhooks(ctx context.Context) ([]string, error) {
+func (c *Client) Webhooks(ctx context.Context) (_ []string, err error) {
+	defer c.observe("webhook", time.Now(), &err)
 	var out struct {
 		WebhookURL json.RawMessage `json:"webhookUrl"`
 	}
@@ -98,7 +101,8 @@ type SettingsUpdate struct {
 }
 
 // Settings returns the channel settings.
-func (c *Client) Settings(ctx context.Context) (*Settings, error) {
+func (c *Client) Settings(ctx context.Context) (_ *Settings, err error) {
+	defer c.observe("settings", time.Now(), &err)
 	var s Settings
 	if err := c.do(ctx, "settings", http.MethodGet, "settings", nil, nil, &s); err != nil {
 		return nil, err
@@ -108,7 +112,8 @@ func (c *Client) Settings(ctx context.Context) (*Settings, error) {
 
 // UpdateSettings changes the channel settings and returns them as 1MSG
 // reports them afterwards.
-func (c *Client) UpdateSettings(ctx context.Context, u SettingsUpdate) (*Settings, error) {
+func (c *Client) UpdateSettings(ctx context.Context, u SettingsUpdate) (_ *Settings, err error) {
+	defer c.observe("settings", time.Now(), &err)
 	var s Settings
 	if err := c.do(ctx, "settings", http.MethodPost, "settings", nil, u, &s); err != nil {
 		return nil, err

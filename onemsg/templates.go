@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Template is one entry of GET /templates.
@@ -84,7 +85,8 @@ func (t Template) BodyParams() int {
 }
 
 // Templates lists the channel's templates (GET /templates).
-func (c *Client) Templates(ctx context.Context) ([]Template, error) {
+func (c *Client) Templates(ctx context.Context) (_ []Template, err error) {
+	defer c.observe("templates", time.Now(), &err)
 	var out struct {
 		Templates []Template      `json:"templates"`
 		Error     json.RawMessage `json:"error"`

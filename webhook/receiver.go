@@ -45,6 +45,13 @@ type Config struct {
 	MaxBatch int           // most statuses per transaction, default 1000
 	Timeout  time.Duration // longest a request waits for its commit, default 10s
 	Logger   *slog.Logger
+	Observer Observer // optional (metrics)
+}
+
+// Observer learns of every request's result and every batch written.
+type Observer interface {
+	Webhook(result string)
+	WebhookStatuses(recorded, unknown, unmapped int)
 }
 
 // Result is how a webhook request ended, for metrics.
@@ -122,6 +129,9 @@ func (r *Receiver) count(res Result) {
 		if x == res {
 			r.requests[i].Add(1)
 		}
+	}
+	if r.cfg.Observer != nil {
+		r.cfg.Observer.Webhook(string(res))
 	}
 }
 
@@ -288,6 +298,9 @@ func (r *Receiver) write(ctx context.Context, batch []*pending) error {
 	r.statuses.Add(int64(res.Recorded))
 	r.unknown.Add(int64(len(res.Unknown)))
 	r.unmapped.Add(int64(res.Unmapped))
+	if r.cfg.Observer != nil {
+		r.cfg.Observer.WebhookStatuses(res.Recorded, len(res.Unknown), res.Unmapped)
+	}
 	if len(res.Unknown) > 0 {
 		r.logger.Debug("statuses for unknown wamids held", "count", len(res.Unknown))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/daemon"
 	"github.com/cancelnotify/cancelnotify/onemsg"
+	"github.com/cancelnotify/cancelnotify/preflight"
+	"github.com/cancelnotify/cancelnotify/sdnotify"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
@@ -68,7 +71,7 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 
 // oneMsgOptions are the 1MSG settings of design §4.
 type oneMsgOptions struct {
-	apiURL, channel, token, tokenFile, template, namespace, language, timeout *option
+	apiURL, channel, token, template, namespace, language, timeout *option
 }
 
 func addOneMsgOptions(s *settings) oneMsgOptions {
@@ -76,7 +79,6 @@ func addOneMsgOptions(s *settings) oneMsgOptions {
 		apiURL:    s.add("ONEMSG_API_URL", "onemsg-api-url", onemsg.DefaultBaseURL, "1MSG API base URL (the sandbox's URL in tests and demos)"),
 		channel:   s.add("ONEMSG_CHANNEL_ID", "onemsg-channel-id", "", "1MSG channel (instance) id"),
 		token:     s.secret("ONEMSG_TOKEN", "onemsg-token", "1MSG channel token (secret; prefer ONEMSG_TOKEN_FILE)"),
-		tokenFile: s.add("ONEMSG_TOKEN_FILE", "onemsg-token-file", "", "file holding the 1MSG token"),
 		template:  s.add("ONEMSG_TEMPLATE", "onemsg-template", "", "approved template name"),
 		namespace: s.add("ONEMSG_NAMESPACE", "onemsg-namespace", "", "template namespace (1MSG answers 422 without it)"),
 		language:  s.add("ONEMSG_LANGUAGE", "onemsg-language", "en", "default template language"),
@@ -96,7 +98,7 @@ func (o oneMsgOptions) values(s *settings) oneMsgValues {
 		client: onemsg.Config{
 			BaseURL: s.httpURL(o.apiURL),
 			Channel: s.required(o.channel, "ONEMSG_CHANNEL_ID=ODI371267300"),
-			Token:   s.token(o.token, o.tokenFile),
+			Token:   s.token(o.token),
 			Timeout: s.duration(o.timeout),
 		},
 		template:  s.required(o.template, "ONEMSG_TEMPLATE=order_cancelled"),
@@ -108,11 +110,13 @@ func (o oneMsgOptions) values(s *settings) oneMsgValues {
 
 // daemonOptions are the daemon's own settings.
 type daemonOptions struct {
-	trackFor, trackFirstPoll, sendFor, shutdown, relayPoll *option
-	sendWorkers, trackWorkers, relayBatch, maxConns        *option
-	webhookAddr, webhookSecret                             *option
-	rate, pairInterval                                     *option
-	callbackURL, callbackSecret                            *option
+	trackFor, trackFirstPoll, sendFor, shutdown, relayPoll    *option
+	sendWorkers, trackWorkers, relayBatch, maxConns           *option
+	webhookAddr, webhookSecret                                *option
+	rate, pairInterval                                        *option
+	adminAddr, adminUser, adminPassword                       *option
+	retention, riverCompleted, riverCancelled, riverDiscarded *option
+	callbackURL, callbackSecret                               *option
 }
 
 func addDaemonOptions(s *settings) daemonOptions {
@@ -128,6 +132,13 @@ func addDaemonOptions(s *settings) daemonOptions {
 		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", "40", "database pool size"),
 		rate:           s.add("CANCELNOTIFY_RATE", "rate", "80", "send rate limit of this process, messages/s (Meta's default per number: 80); split it across instances; 0 = unlimited"),
 		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", "6s", "least gap between two messages to one phone (Meta's pair limit); 0 = off"),
+		retention:      s.add("CANCELNOTIFY_RETENTION", "retention", "2160h", "delete final notifications (with outbox rows and history) older than this; 0 = keep forever"),
+		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", "24h", "River keeps completed jobs this long"),
+		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", "168h", "River keeps cancelled jobs (refused sends, in_doubt) this long"),
+		riverDiscarded: s.add("CANCELNOTIFY_RIVER_DISCARDED_RETENTION", "river-discarded-retention", "168h", "River keeps discarded jobs (attempts exhausted) this long"),
+		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ (\"\" = off); never expose it publicly"),
+		adminUser:      s.add("CANCELNOTIFY_ADMIN_USER", "admin-user", "", "basic-auth user for /metrics, /riverui/ and /debug/pprof/"),
+		adminPassword:  s.secret("CANCELNOTIFY_ADMIN_PASSWORD", "admin-password", "basic-auth password (secret)"),
 		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", "127.0.0.1:8080", "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
 		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
@@ -139,7 +150,7 @@ var webhookSecretRE = regexp.MustCompile(`^[A-Za-z0-9_-]{16,200}$`)
 
 // webhookSecret checks CANCELNOTIFY_WEBHOOK_SECRET ("" is allowed: webhooks off).
 func (o daemonOptions) webhookSecretValue(s *settings) string {
-	v := strings.TrimSpace(o.webhookSecret.raw)
+	v, _ := s.secretValue(o.webhookSecret, "webhook-secret")
 	if v != "" && !webhookSecretRE.MatchString(v) {
 		s.fail("%s must be 16-200 characters of A-Z a-z 0-9 _ - (it is part of a URL): generate one with `openssl rand -hex 24`", o.webhookSecret.name())
 	}
@@ -158,13 +169,28 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 	c.SendWorkers = s.integer(o.sendWorkers, 1, 10000)
 	c.TrackWorkers = s.integer(o.trackWorkers, 1, 10000)
 	c.MaxConns = int32(s.integer(o.maxConns, 4, 1000))
+	c.Retention = s.duration(o.retention)
+	if c.Retention == 0 {
+		c.Retention = -1 // keep forever
+	} else if c.Retention < 24*time.Hour {
+		s.fail("%s = %s is shorter than a day: CRM and finance read these rows; use e.g. 2160h (90 days), or 0 to keep forever", o.retention.name(), o.retention.shown())
+	}
+	c.RiverCompletedRetention = s.duration(o.riverCompleted)
+	c.RiverCancelledRetention = s.duration(o.riverCancelled)
+	c.RiverDiscardedRetention = s.duration(o.riverDiscarded)
+	c.AdminAddr = strings.TrimSpace(o.adminAddr.raw)
+	c.AdminUser = strings.TrimSpace(o.adminUser.raw)
+	c.AdminPassword, _ = s.secretValue(o.adminPassword, "admin-password")
+	if (c.AdminUser == "") != (c.AdminPassword == "") {
+		s.fail("%s and %s go together: set both to protect /metrics and /riverui/, or neither", o.adminUser.name(), o.adminPassword.name())
+	}
 	c.Rate = s.float(o.rate, 0, 100000)
 	c.PairInterval = s.duration(o.pairInterval)
 	c.WebhookAddr = strings.TrimSpace(o.webhookAddr.raw)
 	c.WebhookSecret = o.webhookSecretValue(s)
 	if v := strings.TrimSpace(o.callbackURL.raw); v != "" {
 		c.CallbackURL = s.httpURL(o.callbackURL)
-		c.CallbackSecret = strings.TrimSpace(o.callbackSecret.raw)
+		c.CallbackSecret, _ = s.secretValue(o.callbackSecret, "callback-secret")
 		if c.CallbackSecret == "" {
 			s.fail("%s is set but %s is not: the CRM needs it to verify callbacks (generate one with `openssl rand -hex 32`)", o.callbackURL.name(), o.callbackSecret.name())
 		}
@@ -196,7 +222,13 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if err := s.err(); err != nil {
 		return err
 	}
+	cfg.Preflight = true
+	cfg.Notifier = sdnotify.FromEnv(e.getenv)
 	d, err := daemon.New(ctx, cfg)
+	if errors.Is(err, cnsql.ErrNotMigrated) || errors.Is(err, preflight.ErrTemplateMissing) {
+		// Restarting cannot fix these (systemd: RestartPreventExitStatus=2).
+		return &exitError{code: 2, err: err}
+	}
 	if err != nil {
 		return err
 	}

@@ -29,12 +29,13 @@ func cmdWebhook(ctx context.Context, e *env, args []string) error {
 	cfg := onemsg.Config{
 		BaseURL: s.httpURL(om.apiURL),
 		Channel: s.required(om.channel, "ONEMSG_CHANNEL_ID=ODI371267300"),
-		Token:   s.token(om.token, om.tokenFile),
+		Token:   s.token(om.token),
 		Timeout: s.duration(om.timeout),
 	}
 	var target string
 	if sub == "register" {
-		target = webhookTarget(s, fs.Arg(1), strings.TrimSpace(secret.raw))
+		sec, _ := s.secretValue(secret, "webhook-secret")
+		target = webhookTarget(s, fs.Arg(1), sec)
 	}
 	if err := s.err(); err != nil {
 		return err

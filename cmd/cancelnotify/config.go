@@ -19,6 +19,7 @@ import (
 type option struct {
 	env, flag, def, usage string
 	secret                bool
+	file                  *option // a secret's <VAR>_FILE companion
 	isBool                bool
 	raw                   string
 	from                  string // "flag", "env" or "default"
@@ -63,12 +64,16 @@ func newSettings(fs *flag.FlagSet, getenv func(string) string) *settings {
 func (s *settings) add(env, flagName, def, usage string) *option {
 	o := &option{env: env, flag: flagName, def: def, usage: usage, raw: def, from: "default"}
 	if env != "" {
+		usage = fmt.Sprintf("%s (env %s)", usage, env)
+	}
+	// Registered before the environment is read: --help shows the built-in
+	// default, never a value (or a password) from the environment.
+	s.fs.Var(o, flagName, usage)
+	if env != "" {
 		if v, ok := lookup(s.getenv, env); ok {
 			o.raw, o.from = v, "env"
 		}
-		usage = fmt.Sprintf("%s (env %s)", usage, env)
 	}
-	s.fs.Var(o, flagName, usage)
 	s.opts = append(s.opts, o)
 	return o
 }
@@ -79,9 +84,11 @@ func (s *settings) addBool(env, flagName string, def bool, usage string) *option
 	return o
 }
 
+// secret adds a secret option and its <VAR>_FILE / --<flag>-file companion.
 func (s *settings) secret(env, flagName, usage string) *option {
 	o := s.add(env, flagName, "", usage)
 	o.secret = true
+	o.file = s.add(env+"_FILE", flagName+"-file", "", "file holding "+env+" (preferred: keeps the secret out of the environment)")
 	return o
 }
 
@@ -165,21 +172,27 @@ func (s *settings) databaseURL(o *option) string {
 	return v
 }
 
-// token resolves the 1MSG token: ONEMSG_TOKEN, or the file ONEMSG_TOKEN_FILE
-// names, or systemd's credential "onemsg-token" ($CREDENTIALS_DIRECTORY).
-func (s *settings) token(tok, file *option) string {
-	if v := strings.TrimSpace(tok.raw); v != "" {
-		return v
+// secretValue resolves a secret: the variable itself, else the file its
+// <VAR>_FILE names, else systemd's credential (LoadCredential=NAME:…) in
+// $CREDENTIALS_DIRECTORY. configured is false when none of them is set; a
+// source that is set but unreadable or empty is reported through s.
+func (s *settings) secretValue(o *option, credential string) (value string, configured bool) {
+	if v := strings.TrimSpace(o.raw); v != "" {
+		return v, true
 	}
-	path := strings.TrimSpace(file.raw)
+	path, from := "", ""
+	if o.file != nil {
+		path, from = strings.TrimSpace(o.file.raw), o.file.name()
+	}
 	if path == "" {
 		if dir := s.getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-			path = filepath.Join(dir, "onemsg-token")
+			if p := filepath.Join(dir, credential); fileExists(p) {
+				path, from = p, "systemd credential "+credential
+			}
 		}
 	}
 	if path == "" {
-		s.fail("the 1MSG token is not set: set ONEMSG_TOKEN, or ONEMSG_TOKEN_FILE to a file holding it (systemd: LoadCredential=onemsg-token:/path)")
-		return ""
+		return "", false
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -187,12 +200,26 @@ func (s *settings) token(tok, file *option) string {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		s.fail("ONEMSG_TOKEN_FILE %s cannot be read (%v): make it readable by the daemon's user", path, err)
-		return ""
+		s.fail("%s: %s cannot be read (%v): make it readable by the daemon's user", from, path, err)
+		return "", true
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
-		s.fail("ONEMSG_TOKEN_FILE %s is empty: put the channel's token in it", path)
+		s.fail("%s: %s is empty: put the %s in it", from, path, strings.ReplaceAll(credential, "-", " "))
+	}
+	return v, true
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// token resolves the 1MSG token, which is required.
+func (s *settings) token(tok *option) string {
+	v, configured := s.secretValue(tok, "onemsg-token")
+	if !configured {
+		s.fail("the 1MSG token is not set: set ONEMSG_TOKEN, or ONEMSG_TOKEN_FILE to a file holding it (systemd: LoadCredential=onemsg-token:/path)")
 	}
 	return v
 }

@@ -56,11 +56,14 @@ var commands []command
 func init() {
 	commands = []command{
 		{"migrate", "", "create or update the schema (River's tables and cancelnotify's)", "cancelnotify migrate", cmdMigrate},
+		{"check", "", "preflight: database migrated, 1MSG channel connected, template approved with 4 variables, webhook registered", "cancelnotify check", cmdCheck},
 		{"run", "", "run the daemon: relay, workers, webhook receiver, admin endpoints", "cancelnotify run", cmdRun},
 		{"sandbox", "", "serve the local 1MSG simulator", "cancelnotify sandbox --addr 127.0.0.1:8089", cmdSandbox},
 		{"demo", "", "the whole pipeline on embedded defaults against the built-in sandbox", "cancelnotify demo", cmdDemo},
 		{"webhook", "register URL | show", "register the daemon's webhook with 1MSG (keeping other URLs) and turn on ack notifications", "cancelnotify webhook register https://hooks.shop.example", cmdWebhook},
 		{"bench", "", "measure throughput, latency and Postgres cost against a separate sandbox and daemon", "cancelnotify bench", cmdBench},
+		{"retry", "EVENT_ID… | --status failed [--since 2h]", "re-drive failed or expired notifications (a new send; the history stays)", "cancelnotify retry --status failed --since 2h", cmdRetry},
+		{"resolve", "EVENT_ID --sent WAMID | --resend | --abandon", "settle a notification held in_doubt", "cancelnotify resolve order-10482-cancelled --resend", cmdResolve},
 		{"status", "[EVENT_ID]", "one event's full history, or counts by status", "cancelnotify status order-10482-cancelled", cmdStatus},
 	}
 }
@@ -129,14 +132,52 @@ func newFlagSet(e *env, c string) *flag.FlagSet {
 }
 
 // parse parses args; --help returns flag.ErrHelp (exit 0), bad flags exit 2.
+// Flags may follow positional arguments (status EVENT_ID --json).
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(interspersed(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return &exitError{code: 2, err: err}
 	}
 	return nil
+}
+
+// interspersed moves positional arguments after the flags, so that the
+// flag package, which stops at the first positional one, sees every flag.
+func interspersed(fs *flag.FlagSet, args []string) []string {
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			positional = append(positional, args[i+1:]...)
+			return append(append(flags, "--"), positional...)
+		case !strings.HasPrefix(a, "-") || a == "-":
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // the flag package will report it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if len(positional) > 0 {
+		flags = append(flags, "--")
+	}
+	return append(flags, positional...)
 }
 
 // logOptions are the logging settings every long-running command takes.
@@ -161,7 +202,17 @@ func (l logOptions) logger(s *settings, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 	case "auto", "text", "":
 		color := f != "text" && isTerminal(w)
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, NoColor: !color, TimeFormat: time.DateTime + ".000"}))
+		opts := &tint.Options{Level: level, NoColor: !color, TimeFormat: time.DateTime + ".000"}
+		if f == "auto" && s.getenv("JOURNAL_STREAM") != "" {
+			// journald stamps every line itself.
+			opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey && len(groups) == 0 {
+					return slog.Attr{}
+				}
+				return a
+			}
+		}
+		return slog.New(tint.NewHandler(w, opts))
 	default:
 		s.fail("%s = %s is not a log format: use auto, text or json", l.format.name(), l.format.shown())
 		return slog.New(slog.DiscardHandler)

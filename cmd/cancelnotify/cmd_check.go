@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cancelnotify/cancelnotify/onemsg"
+	"github.com/cancelnotify/cancelnotify/preflight"
+	cnsql "github.com/cancelnotify/cancelnotify/sql"
+)
+
+// cmdCheck is the preflight: what run needs and cannot fix itself.
+func cmdCheck(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "check")
+	s := newSettings(fs, e.getenv)
+	db := addDBOptions(s, "")
+	om := addOneMsgOptions(s)
+	secret := s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "as for run: when set, check that 1MSG pushes to our webhook")
+	asJSON := s.addBool("", "json", false, "print the findings as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	url, schema := db.values(s)
+	omv := om.values(s)
+	jsonOut := s.boolean(asJSON)
+	webhookSecret, _ := s.secretValue(secret, "webhook-secret")
+	if err := s.err(); err != nil {
+		return err
+	}
+	api, err := onemsg.NewClient(omv.client)
+	if err != nil {
+		return err
+	}
+	pool, err := cnsql.Open(ctx, url, schema, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	r := preflight.Run(ctx, preflight.Config{Pool: pool, Schema: schema, API: api, Template: omv.template,
+		Namespace: omv.namespace, Language: omv.language, WebhookSecret: webhookSecret})
+	if jsonOut {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range r.Findings {
+			fmt.Fprintf(e.stdout, "%-4s  %-9s %s\n", strings.ToUpper(string(f.Level)), f.Name, f.Detail)
+		}
+	}
+	if r.Failed() {
+		return errors.New("preflight failed: fix the FAIL lines above before running the daemon")
+	}
+	if !jsonOut {
+		fmt.Fprintln(e.stdout, "preflight passed: cancelnotify run can start")
+	}
+	return nil
+}

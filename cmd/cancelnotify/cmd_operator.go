@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/cancelnotify/cancelnotify/jobs"
+	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/operator"
+	cnsql "github.com/cancelnotify/cancelnotify/sql"
+)
+
+// openOperator connects for an operator command. Changes it makes enqueue
+// CRM callbacks like the daemon's do when CANCELNOTIFY_CALLBACK_URL is set.
+func openOperator(ctx context.Context, url, schema, callbackURL string) (*operator.Operator, func(), error) {
+	pool, err := cnsql.Open(ctx, url, schema, 4)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cnsql.Check(ctx, pool, schema); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	// Insert-only: the daemon's clients work the jobs.
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	l := &ledger.Ledger{Schema: schema}
+	if callbackURL != "" {
+		l.OnChange = jobs.Callbacks(client, schema)
+	}
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	return &operator.Operator{Pool: pool, Jobs: client, Ledger: l, Who: who}, pool.Close, nil
+}
+
+func cmdRetry(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "retry")
+	s := newSettings(fs, e.getenv)
+	db := addDBOptions(s, "")
+	callback := s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "as for run: changes made here are called back to the CRM too")
+	status := s.add("", "status", "", "re-drive every notification in this status (failed or expired)")
+	since := s.add("", "since", "0s", "with --status: only those changed within this long, e.g. 2h")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	url, schema := db.values(s)
+	window := s.duration(since)
+	var filter *operator.Filter
+	switch {
+	case status.raw != "" && fs.NArg() > 0:
+		s.fail("give EVENT_IDs or --status, not both")
+	case status.raw != "":
+		st, err := ledger.ParseStatus(status.raw)
+		if err != nil || (st != ledger.StatusFailed && st != ledger.StatusExpired) {
+			s.fail("--status %q: retry re-drives failed or expired notifications", status.raw)
+		}
+		filter = &operator.Filter{Statuses: []ledger.Status{st}, Since: window, Limit: 10000}
+	case fs.NArg() == 0:
+		return usageError("name the events to retry (cancelnotify retry EVENT_ID…) or select them (cancelnotify retry --status failed --since 2h)")
+	}
+	if err := s.err(); err != nil {
+		return err
+	}
+	op, closeDB, err := openOperator(ctx, url, schema, strings.TrimSpace(callback.raw))
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	ids := fs.Args()
+	if filter != nil {
+		if ids, err = operator.Find(ctx, op.Pool, *filter); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			fmt.Fprintf(e.stdout, "retry: no %s notifications changed within %s; nothing to do\n", status.raw, sinceText(window))
+			return nil
+		}
+	}
+	return report(e, "retry", "re-queued", op.Retry(ctx, ids))
+}
+
+func sinceText(d time.Duration) string {
+	if d == 0 {
+		return "any time"
+	}
+	return d.String()
+}
+
+func cmdResolve(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "resolve")
+	s := newSettings(fs, e.getenv)
+	db := addDBOptions(s, "")
+	callback := s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "as for run: changes made here are called back to the CRM too")
+	sent := s.add("", "sent", "", "the message did go out: its wamid (from the 1MSG dashboard or GET /messages)")
+	resend := s.addBool("", "resend", false, "the message did not go out: send it again")
+	abandon := s.addBool("", "abandon", false, "give up: mark it failed without sending")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	url, schema := db.values(s)
+	r := operator.Resolution{SentAs: strings.TrimSpace(sent.raw), Resend: s.boolean(resend), Abandon: s.boolean(abandon)}
+	if fs.NArg() != 1 {
+		return usageError("name one in_doubt event: cancelnotify resolve EVENT_ID --sent WAMID | --resend | --abandon")
+	}
+	if err := s.err(); err != nil {
+		return err
+	}
+	op, closeDB, err := openOperator(ctx, url, schema, strings.TrimSpace(callback.raw))
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	return report(e, "resolve", "settled", []operator.Outcome{op.Resolve(ctx, fs.Arg(0), r)})
+}
+
+// report prints one line per outcome and a summary; it fails when any
+// outcome failed.
+func report(e *env, verb, done string, outs []operator.Outcome) error {
+	var failed []string
+	ok := 0
+	for _, o := range outs {
+		if o.Err != nil {
+			failed = append(failed, o.EventID)
+			fmt.Fprintf(e.stdout, "  %s: not changed: %v\n", o.EventID, o.Err)
+			continue
+		}
+		ok++
+		fmt.Fprintf(e.stdout, "  %s: %s → %s\n", o.EventID, o.From, o.To)
+	}
+	fmt.Fprintf(e.stdout, "%s: %d %s, %d not changed\n", verb, ok, done, len(failed))
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, ", ") + " not changed (see above)")
+	}
+	return nil
+}

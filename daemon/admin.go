@@ -1,0 +1,92 @@
+package daemon
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"riverqueue.com/riverui"
+)
+
+// adminHandler serves the operator endpoints on the admin listener (never
+// the public webhook one): /healthz and /readyz for probes, and /metrics,
+// /riverui/ and /debug/pprof/ behind basic auth when a user is configured.
+func (d *Daemon) adminHandler(ctx context.Context) (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	})
+	mux.HandleFunc("GET /readyz", d.readyz)
+
+	private := http.NewServeMux()
+	private.Handle("GET /metrics", d.metrics.Handler())
+	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(d.river, nil),
+		Logger:    riverLogger(d.logger),
+		Prefix:    "/riverui",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ui.Start(ctx); err != nil {
+		return nil, err
+	}
+	private.Handle("/riverui/", ui)
+	private.Handle("/riverui", ui)
+	private.HandleFunc("/debug/pprof/", pprof.Index)
+	private.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	private.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	private.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	private.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", basicAuth(d.cfg.AdminUser, d.cfg.AdminPassword, private))
+	return mux, nil
+}
+
+// readyz answers 200 only when the daemon can do its job: the database
+// answers, River is running and the relay is listening.
+func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"database": "ok", "river": "ok", "relay": "ok"}
+	ready := true
+	if err := d.pool.Ping(ctx); err != nil {
+		checks["database"], ready = "unreachable: "+err.Error(), false
+	}
+	if !d.riverRunning.Load() {
+		checks["river"], ready = "not running", false
+	}
+	if !d.relay.Listening() {
+		checks["relay"], ready = "not listening (polling only) — database connection lost?", false
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+}
+
+// basicAuth requires user and password when user is set.
+func basicAuth(user, password string, next http.Handler) http.Handler {
+	if user == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 ||
+			subtle.ConstantTimeCompare([]byte(p), []byte(password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="cancelnotify", charset="UTF-8"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

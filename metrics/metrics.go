@@ -1,0 +1,225 @@
+// Package metrics defines cancelnotify's Prometheus metrics: what the daemon
+// counts as it works (status transitions, latencies, 1MSG calls, webhook
+// requests) and what it reads from Postgres at scrape time (notifications by
+// status, relay lag, River jobs by state).
+//
+// Labels carry only fixed vocabularies (statuses, sources, endpoints,
+// outcome classes), never a phone, an event id, a URL or a secret.
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cancelnotify/cancelnotify/ledger"
+)
+
+const namespace = "cancelnotify"
+
+// Metrics is the daemon's registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	transitions  *prometheus.CounterVec
+	toAccepted   prometheus.Histogram
+	toDelivered  prometheus.Histogram
+	apiCalls     *prometheus.CounterVec
+	apiDuration  *prometheus.HistogramVec
+	webhookReqs  *prometheus.CounterVec
+	webhookStats *prometheus.CounterVec
+}
+
+// latencyBuckets span a few milliseconds (commit to 1MSG acceptance on a
+// healthy day) to an hour (delivery to a phone that was off).
+var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
+
+// New registers every metric. db, when not nil, is read at scrape time
+// (cached for cacheFor) for the gauges that describe the tables.
+func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "status_transitions_total",
+			Help: "Notification status changes, by previous status (empty for new rows), new status and source.",
+		}, []string{"from", "to", "source"}),
+		toAccepted: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "accept_latency_seconds",
+			Help:    "Time from the OMS's outbox commit to 1MSG accepting the message.",
+			Buckets: latencyBuckets,
+		}),
+		toDelivered: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "delivery_latency_seconds",
+			Help:    "Time from the OMS's outbox commit to WhatsApp reporting the message delivered.",
+			Buckets: latencyBuckets,
+		}),
+		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "onemsg_requests_total",
+			Help: "1MSG API calls by endpoint and outcome class (ok, rejected, throttled, not_sent, unknown_outcome).",
+		}, []string{"endpoint", "outcome"}),
+		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "onemsg_request_duration_seconds",
+			Help:    "1MSG API call duration by endpoint.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"endpoint"}),
+		webhookReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_requests_total",
+			Help: "Webhook requests by result (ok, not_found, forbidden, malformed, too_large, error).",
+		}, []string{"result"}),
+		webhookStats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "webhook_statuses_total",
+			Help: "Statuses received by webhook: recorded, unknown_wamid (held for a wamid not recorded yet or another system's), unmapped (stored raw).",
+		}, []string{"kind"}),
+	}
+	m.reg.MustRegister(m.transitions, m.toAccepted, m.toDelivered, m.apiCalls, m.apiDuration, m.webhookReqs, m.webhookStats,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if db != nil {
+		m.reg.MustRegister(&tableCollector{db: db, cacheFor: cacheFor, logger: logger})
+	}
+	return m
+}
+
+// Registry returns the registry, for tests and extra collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Changed records status changes (a ledger observer).
+func (m *Metrics) Changed(changes []ledger.Change) {
+	for _, c := range changes {
+		m.transitions.WithLabelValues(string(c.From), string(c.To), string(c.Source)).Inc()
+		n := c.Notification
+		switch {
+		case c.To == ledger.StatusSent && n.SentAt != nil:
+			m.toAccepted.Observe(n.SentAt.Sub(n.EventCreatedAt).Seconds())
+		case (c.To == ledger.StatusDelivered || c.To == ledger.StatusRead) && c.From != ledger.StatusDelivered && n.DeliveredAt != nil:
+			m.toDelivered.Observe(n.DeliveredAt.Sub(n.EventCreatedAt).Seconds())
+		}
+	}
+}
+
+// Called records one 1MSG API call (an onemsg.Client observer).
+func (m *Metrics) Called(endpoint, outcome string, d time.Duration) {
+	m.apiCalls.WithLabelValues(endpoint, outcome).Inc()
+	m.apiDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+// Webhook records a webhook request's result.
+func (m *Metrics) Webhook(result string) { m.webhookReqs.WithLabelValues(result).Inc() }
+
+// WebhookStatuses records what a webhook batch held.
+func (m *Metrics) WebhookStatuses(recorded, unknown, unmapped int) {
+	m.webhookStats.WithLabelValues("recorded").Add(float64(recorded))
+	m.webhookStats.WithLabelValues("unknown_wamid").Add(float64(unknown))
+	m.webhookStats.WithLabelValues("unmapped").Add(float64(unmapped))
+}
+
+// tableCollector reads the gauges that describe the tables. Reads are
+// cached so that frequent scrapes, or several Prometheus servers, cost one
+// set of queries per cacheFor.
+type tableCollector struct {
+	db       *pgxpool.Pool
+	cacheFor time.Duration
+	logger   *slog.Logger
+
+	mu      sync.Mutex
+	at      time.Time
+	metrics []prometheus.Metric
+}
+
+var (
+	descNotifications = prometheus.NewDesc(namespace+"_notifications", "Notifications by current status (in_doubt > 0 needs an operator).", []string{"status"}, nil)
+	descRelayLag      = prometheus.NewDesc(namespace+"_relay_lag_seconds", "Age of the oldest outbox row not relayed yet (0 when none).", nil, nil)
+	descRelayBacklog  = prometheus.NewDesc(namespace+"_relay_backlog", "Outbox rows not relayed yet.", nil, nil)
+	descRiverJobs     = prometheus.NewDesc(namespace+"_river_jobs", "River jobs by state and queue.", []string{"state", "queue"}, nil)
+	descScrapeErrors  = prometheus.NewDesc(namespace+"_db_scrape_ok", "1 when the last read of the table gauges succeeded.", nil, nil)
+)
+
+func (c *tableCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descNotifications
+	ch <- descRelayLag
+	ch <- descRelayBacklog
+	ch <- descRiverJobs
+	ch <- descScrapeErrors
+}
+
+func (c *tableCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) > c.cacheFor || c.metrics == nil {
+		c.metrics = c.read()
+		c.at = time.Now()
+	}
+	for _, m := range c.metrics {
+		ch <- m
+	}
+}
+
+func (c *tableCollector) read() []prometheus.Metric {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []prometheus.Metric
+	fail := func(err error) []prometheus.Metric {
+		c.logger.Warn("metrics: reading table gauges failed", "error", err)
+		return append(out, prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, 0))
+	}
+
+	counts := map[string]float64{}
+	rows, err := c.db.Query(ctx, "SELECT status, count(*) FROM notification GROUP BY status")
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		counts[st] = float64(n)
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	for _, st := range ledger.Statuses {
+		out = append(out, prometheus.MustNewConstMetric(descNotifications, prometheus.GaugeValue, counts[string(st)], string(st)))
+	}
+
+	var lag float64
+	var backlog int64
+	if err := c.db.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0), count(*)
+		FROM outbox WHERE relayed_at IS NULL`).Scan(&lag, &backlog); err != nil {
+		return fail(err)
+	}
+	out = append(out,
+		prometheus.MustNewConstMetric(descRelayLag, prometheus.GaugeValue, max(lag, 0)),
+		prometheus.MustNewConstMetric(descRelayBacklog, prometheus.GaugeValue, float64(backlog)))
+
+	rows, err = c.db.Query(ctx, "SELECT state::text, queue, count(*) FROM river_job GROUP BY 1, 2")
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var state, queue string
+		var n int64
+		if err := rows.Scan(&state, &queue, &n); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		out = append(out, prometheus.MustNewConstMetric(descRiverJobs, prometheus.GaugeValue, float64(n), state, queue))
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	return append(out, prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, 1))
+}
