@@ -101,14 +101,22 @@ func NewClient(cfg Config) (*Client, error) {
 // Channel returns the channel id the client calls.
 func (c *Client) Channel() string { return c.channel }
 
-// observe reports a finished call to the observer; use with defer.
-func (c *Client) observe(op string, start time.Time, err *error) {
+// finish ends every public call (deferred): it removes the token from the
+// error — 1MSG's 401 body quotes the token it was given — and reports the
+// call to the observer.
+func (c *Client) finish(op string, start time.Time, err *error) {
+	var e *Error
+	if errors.As(*err, &e) {
+		e.Message = strings.ReplaceAll(e.Message, c.token, "REDACTED")
+		if e.Err != nil && strings.Contains(e.Err.Error(), c.token) {
+			e.Err = errors.New(strings.ReplaceAll(e.Err.Error(), c.token, "REDACTED"))
+		}
+	}
 	if c.obs == nil {
 		return
 	}
 	outcome := "ok"
-	var e *Error
-	if errors.As(*err, &e) {
+	if e != nil {
 		outcome = e.Kind.String()
 	} else if *err != nil {
 		outcome = KindUnknown.String()

@@ -43,7 +43,7 @@ func ChatID(phone string) string { return phone + "@c.us" }
 
 // Messages reads the channel's message history.
 func (c *Client) Messages(ctx context.Context, q MessagesQuery) (_ *History, err error) {
-	defer c.observe("messages", time.Now(), &err)
+	defer c.finish("messages", time.Now(), &err)
 	v := url.Values{}
 	if q.ChatID != "" {
 		v.Set("chatId", q.ChatID)

@@ -69,7 +69,7 @@ func (r *SendResult) Queued() bool { return !r.Sent && r.JobID != "" }
 // accepted (Sent, with ID) or queued (Queued, with JobID) the message, and
 // an *Error otherwise; Error.Kind says whether it is safe to send again.
 func (c *Client) SendTemplate(ctx context.Context, req SendTemplateRequest) (_ *SendResult, err error) {
-	defer c.observe("sendTemplate", time.Now(), &err)
+	defer c.finish("sendTemplate", time.Now(), &err)
 	var raw json.RawMessage
 	if err := c.do(ctx, "sendTemplate", http.MethodPost, "sendTemplate", nil, req, &raw); err != nil {
 		return nil, err

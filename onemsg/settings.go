@@ -22,7 +22,7 @@ type SetWebhookResult struct {
 // MaxWebhooks). 1MSG does not append: callers that must keep other URLs read
 // Webhooks first.
 func (c *Client) SetWebhook(ctx context.Context, urls []string) (_ *SetWebhookResult, err error) {
-	defer c.observe("webhook", time.Now(), &err)
+	defer c.finish("webhook", time.Now(), &err)
 	if len(urls) > MaxWebhooks {
 		return nil, &Error{Op: "webhook", Kind: KindRejected, Message: fmt.Sprintf("%d webhook URLs given; 1MSG keeps at most %d", len(urls), MaxWebhooks)}
 	}
@@ -40,7 +40,7 @@ func (c *Client) SetWebhook(ctx context.Context, urls []string) (_ *SetWebhookRe
 // Webhooks returns the registered webhook URLs (GET /webhook), whether 1MSG
 // answers with one URL, a list or a comma-separated string.
 func (c *Client) Webhooks(ctx context.Context) (_ []string, err error) {
-	defer c.observe("webhook", time.Now(), &err)
+	defer c.finish("webhook", time.Now(), &err)
 	var out struct {
 		WebhookURL json.RawMessage `json:"webhookUrl"`
 	}
@@ -102,7 +102,7 @@ type SettingsUpdate struct {
 
 // Settings returns the channel settings.
 func (c *Client) Settings(ctx context.Context) (_ *Settings, err error) {
-	defer c.observe("settings", time.Now(), &err)
+	defer c.finish("settings", time.Now(), &err)
 	var s Settings
 	if err := c.do(ctx, "settings", http.MethodGet, "settings", nil, nil, &s); err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func (c *Client) Settings(ctx context.Context) (_ *Settings, err error) {
 // UpdateSettings changes the channel settings and returns them as 1MSG
 // reports them afterwards.
 func (c *Client) UpdateSettings(ctx context.Context, u SettingsUpdate) (_ *Settings, err error) {
-	defer c.observe("settings", time.Now(), &err)
+	defer c.finish("settings", time.Now(), &err)
 	var s Settings
 	if err := c.do(ctx, "settings", http.MethodPost, "settings", nil, u, &s); err != nil {
 		return nil, err

@@ -83,7 +83,7 @@ func (t UnixTime) MarshalJSON() ([]byte, error) {
 // HookInfo returns every status transition 1MSG has for a message
 // (GET /hookInfo?messageId=…), oldest first as 1MSG lists them.
 func (c *Client) HookInfo(ctx context.Context, messageID string) (_ []Hook, err error) {
-	defer c.observe("hookInfo", time.Now(), &err)
+	defer c.finish("hookInfo", time.Now(), &err)
 	var out struct {
 		Hooks []json.RawMessage `json:"hooks"`
 	}
@@ -113,7 +113,7 @@ func (s ChannelStatus) OK() bool { return s.Status == "connected" || s.Status ==
 
 // Status returns the channel's status.
 func (c *Client) Status(ctx context.Context) (_ *ChannelStatus, err error) {
-	defer c.observe("status", time.Now(), &err)
+	defer c.finish("status", time.Now(), &err)
 	var s ChannelStatus
 	if err := c.do(ctx, "status", http.MethodGet, "status", nil, nil, &s); err != nil {
 		return nil, err

@@ -86,7 +86,7 @@ func (t Template) BodyParams() int {
 
 // Templates lists the channel's templates (GET /templates).
 func (c *Client) Templates(ctx context.Context) (_ []Template, err error) {
-	defer c.observe("templates", time.Now(), &err)
+	defer c.finish("templates", time.Now(), &err)
 	var out struct {
 		Templates []Template      `json:"templates"`
 		Error     json.RawMessage `json:"error"`
