@@ -206,7 +206,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
 		Retention: cfg.Retention, CompletedJobRetention: cfg.RiverCompletedRetention,
 		CancelledJobRetention: cfg.RiverCancelledRetention, DiscardedJobRetention: cfg.RiverDiscardedRetention,
-		ID: cfg.RiverID, Logger: riverLogger(cfg.Logger), TestOnly: cfg.TestOnly,
+		ID: cfg.RiverID, Logger: cfg.Logger, RiverLogger: riverLogger(cfg.Logger), TestOnly: cfg.TestOnly,
 	})
 	if err != nil {
 		pool.Close()

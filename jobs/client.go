@@ -52,9 +52,12 @@ type Config struct {
 	FetchCooldown     time.Duration // default 5ms
 	FetchPollInterval time.Duration // default 200ms
 
-	ID       string // River client id; default generated
-	Logger   *slog.Logger
-	TestOnly bool
+	ID     string       // River client id; default generated
+	Logger *slog.Logger // the workers' log: one line per state change
+	// RiverLogger is River's own log; default Logger. The daemon keeps it
+	// at warnings: River's info lines are about its internals.
+	RiverLogger *slog.Logger
+	TestOnly    bool
 
 	// afterSend is the send worker's crash point, for tests.
 	afterSend func(context.Context) error
@@ -85,6 +88,9 @@ func (c *Config) withDefaults() {
 	def(&c.FetchPollInterval, 200*time.Millisecond)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RiverLogger == nil {
+		c.RiverLogger = c.Logger
 	}
 	if c.Ledger == nil {
 		c.Ledger = &ledger.Ledger{Schema: c.Schema}
@@ -151,7 +157,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
 		ID:                cfg.ID,
 		Schema:            cfg.Schema,
-		Logger:            cfg.Logger,
+		Logger:            cfg.RiverLogger,
 		Workers:           workers,
 		FetchCooldown:     cfg.FetchCooldown,
 		FetchPollInterval: cfg.FetchPollInterval,

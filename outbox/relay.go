@@ -130,13 +130,17 @@ func (r *Relay) Wake() {
 // reconnecting with back-off. Polling covers the gaps.
 func (r *Relay) listen(ctx context.Context) {
 	failures := 0
+	lost := false
 	for ctx.Err() == nil {
-		err := r.listenOnce(ctx)
-		r.listening.Store(false)
+		err := r.listenOnce(ctx, lost)
+		if r.listening.Swap(false) {
+			failures = 0 // it was listening: this is a new outage
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		failures++
+		lost = true
 		wait := min(time.Duration(failures)*time.Second, 30*time.Second)
 		r.logger.Warn("relay LISTEN connection lost; polling until it is back", "error", err, "retry_in", wait)
 		select {
@@ -147,7 +151,7 @@ func (r *Relay) listen(ctx context.Context) {
 	}
 }
 
-func (r *Relay) listenOnce(ctx context.Context) error {
+func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	conn, err := pgx.ConnectConfig(ctx, r.cfg.Pool.Config().ConnConfig)
 	if err != nil {
 		return err
@@ -157,6 +161,9 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 		return err
 	}
 	r.listening.Store(true)
+	if reconnect {
+		r.logger.Info("relay LISTEN connection back")
+	}
 	r.Wake() // rows may have arrived while we were not listening
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {

@@ -1,0 +1,424 @@
+package chaos
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Sandbox settings shared by the sandbox process and the daemon (the
+// sandbox's defaults, spelt out so both sides agree by construction).
+const (
+	sandboxChannel   = "sandbox"
+	sandboxToken     = "sandbox-token"
+	sandboxTemplate  = "order_cancelled"
+	sandboxNamespace = "sandbox_ns"
+)
+
+// runner holds one run's parts.
+type runner struct {
+	cfg    Config
+	out    io.Writer // progress lines
+	start  time.Time
+	logDir string
+	db     db
+	sb     *sandboxClient
+	daemon *supervisor
+
+	pgRestarts atomic.Int64
+	sbStats    *SandboxSummary // read at the end
+	mu         sync.Mutex      // serializes progress lines
+}
+
+// Run carries out a chaos run and returns its accounting. An error means
+// the run itself could not be carried out (no Postgres, no binary, the
+// sandbox died); a daemon that misbehaves is a report that did not pass.
+// Progress lines go to progress.
+func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+	if cfg.PGRestarts > 0 && len(cfg.PGRestartCmd) == 0 {
+		argv, err := defaultPGRestart()
+		if err != nil {
+			return nil, err
+		}
+		cfg.PGRestartCmd = argv
+	}
+	if _, err := os.Stat(cfg.Bin); err != nil {
+		return nil, fmt.Errorf("--bin %s: %w (run make build)", cfg.Bin, err)
+	}
+	r := &runner{cfg: cfg, out: progress, start: time.Now()}
+	return r.run(ctx)
+}
+
+func (r *runner) logf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.out, "[%6s] %s\n", time.Since(r.start).Round(time.Second), fmt.Sprintf(format, args...))
+}
+
+func (r *runner) run(ctx context.Context) (rep *Report, err error) {
+	// A sandbox that dies ends the run: without it nothing can be counted.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	if err := r.makeLogDir(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		// Logs are kept when they are needed to understand a failure.
+		if r.cfg.Keep || r.cfg.LogDir != "" || err != nil || (rep != nil && !rep.Passed) {
+			r.logf("logs kept in %s", r.logDir)
+			return
+		}
+		os.RemoveAll(r.logDir)
+		if rep != nil {
+			rep.Run.LogDir = ""
+		}
+	}()
+
+	pool, err := openPool(ctx, r.cfg.DatabaseURL, int32(r.cfg.Writers)+4)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, "SELECT 1"); err != nil {
+		return nil, fmt.Errorf("connect to Postgres (--database-url): %w", err)
+	}
+	r.db = db{pool: pool, schema: newSchemaName()}
+	defer func() {
+		if r.cfg.Keep {
+			r.logf("schema %s kept (--keep)", r.db.schema)
+			return
+		}
+		if derr := r.db.dropSchema(context.WithoutCancel(ctx)); derr != nil {
+			r.logf("%v", derr)
+		}
+	}()
+
+	env, err := r.setUp(ctx, cancel)
+	if err != nil {
+		return nil, err
+	}
+	r.daemon = &supervisor{bin: r.cfg.Bin, env: env.daemon, logDir: r.logDir, addr: env.hookAddr,
+		grace: 20 * time.Second, progress: r.logf}
+	defer func() {
+		if code := r.daemon.stop(); code > 0 {
+			r.logf("the last daemon incarnation exited with code %d on SIGTERM", code)
+		}
+	}()
+	if err := r.daemon.start(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.daemon.waitReady(ctx, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("first daemon start: %w", err)
+	}
+	r.logf("daemon up (log %s)", filepath.Join(r.logDir, "daemon-01.log"))
+
+	facts, err := r.chaos(ctx)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+		return nil, err
+	}
+
+	rep = Account(*facts)
+	rep.Run = RunInfo{Schema: r.db.schema, Seed: r.cfg.Seed, Rows: r.cfg.Rows, Writers: r.cfg.Writers,
+		Kills: r.cfg.Kills, PGRestarts: r.cfg.PGRestarts, Faults: describeFaults(r.cfg.Faults, r.cfg.FailShare),
+		LogDir: r.logDir, Sandbox: r.sbStats}
+	if !rep.Passed {
+		rep.Evidence = r.evidence(rep)
+	}
+	return rep, nil
+}
+
+func (r *runner) makeLogDir() error {
+	if r.cfg.LogDir != "" {
+		r.logDir = r.cfg.LogDir
+		return os.MkdirAll(r.logDir, 0o755)
+	}
+	dir, err := os.MkdirTemp("", "cnchaos-")
+	if err != nil {
+		return fmt.Errorf("create the log directory: %w", err)
+	}
+	r.logDir = dir
+	return nil
+}
+
+// runEnv is what setUp prepared for the daemon.
+type runEnv struct {
+	daemon   []string // the daemon's environment
+	hookAddr string
+}
+
+// setUp migrates the schema, starts the sandbox with the faults injected
+// and registers the daemon's webhook with it.
+func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*runEnv, error) {
+	sbAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	hookAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	// The admin listener's default port may be taken by another daemon on
+	// this machine; the run's daemon must not depend on it being free.
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 24)
+	_, _ = rand.Read(secret)
+	vars := map[string]string{
+		"DATABASE_URL":        r.cfg.DatabaseURL,
+		"CANCELNOTIFY_SCHEMA": r.db.schema,
+		"ONEMSG_API_URL":      "http://" + sbAddr,
+		"ONEMSG_CHANNEL_ID":   sandboxChannel,
+		"ONEMSG_TOKEN":        sandboxToken,
+		"ONEMSG_TEMPLATE":     sandboxTemplate,
+		"ONEMSG_NAMESPACE":    sandboxNamespace,
+		// A short call timeout shortens River's rescue of jobs a killed
+		// daemon left running (it is sized from it), so the run settles in
+		// minutes; the slowest injected answer is far below it.
+		"ONEMSG_TIMEOUT":                "5s",
+		"CANCELNOTIFY_WEBHOOK_ADDR":     hookAddr,
+		"CANCELNOTIFY_ADMIN_ADDR":       adminAddr,
+		"CANCELNOTIFY_WEBHOOK_SECRET":   hex.EncodeToString(secret),
+		"CANCELNOTIFY_RATE":             strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64),
+		"CANCELNOTIFY_TRACK_FIRST_POLL": "2s",
+		"CANCELNOTIFY_SHUTDOWN_TIMEOUT": "10s",
+		"CANCELNOTIFY_LOG_FORMAT":       "text",
+		"CANCELNOTIFY_LOG_LEVEL":        "info",
+	}
+	env := childEnv(vars)
+
+	r.logf("schema %s: migrating", r.db.schema)
+	if err := runOnce(ctx, "cancelnotify migrate", r.cfg.Bin, []string{"migrate"}, env, filepath.Join(r.logDir, "migrate.log")); err != nil {
+		return nil, err
+	}
+
+	sbProc, err := startChild("sandbox", r.cfg.Bin, []string{"sandbox", "--addr", sbAddr,
+		"--seed", strconv.FormatUint(r.cfg.Seed%(1<<62), 10),
+		"--fail-rate", strconv.FormatFloat(r.cfg.FailShare, 'f', -1, 64)}, env, filepath.Join(r.logDir, "sandbox.log"))
+	if err != nil {
+		return nil, err
+	}
+	stopping := make(chan struct{})
+	go func() {
+		select {
+		case <-sbProc.done:
+			cancel(fmt.Errorf("the sandbox process exited (code %d) before the run ended; log %s",
+				sbProc.cmd.ProcessState.ExitCode(), sbProc.log))
+		case <-stopping:
+		}
+	}()
+	context.AfterFunc(ctx, func() {
+		// The sandbox outlives every daemon incarnation; it stops last,
+		// after the facts were read from it.
+		close(stopping)
+		sbProc.stop(5 * time.Second)
+	})
+	r.sb = newSandboxClient("http://" + sbAddr)
+	if err := r.sb.waitReady(ctx, 15*time.Second); err != nil {
+		return nil, err
+	}
+	if err := r.sb.setFaults(ctx, r.cfg.Faults); err != nil {
+		return nil, fmt.Errorf("inject the sandbox's faults: %w", err)
+	}
+	r.logf("sandbox up at http://%s with faults: %s", sbAddr, describeFaults(r.cfg.Faults, r.cfg.FailShare))
+
+	if err := runOnce(ctx, "cancelnotify webhook register", r.cfg.Bin, []string{"webhook", "register", "http://" + hookAddr},
+		env, filepath.Join(r.logDir, "webhook-register.log")); err != nil {
+		return nil, err
+	}
+	return &runEnv{daemon: env, hookAddr: hookAddr}, nil
+}
+
+// chaos writes the rows while the faults happen, waits for quiescence and
+// collects the facts.
+func (r *runner) chaos(ctx context.Context) (*Facts, error) {
+	rows := PlanRows(r.cfg.Seed, r.cfg.Rows, r.cfg.RollbackShare, r.cfg.InvalidShare)
+	actions := PlanActions(r.cfg.Seed, r.cfg.Kills, r.cfg.PGRestarts, r.cfg.WriteFor, r.cfg.After)
+	w := &oms{pool: r.db.pool, outbox: r.db.table("outbox"), writers: r.cfg.Writers,
+		interval: r.cfg.WriteFor / time.Duration(len(rows))}
+	r.logf("writing %d transactions with %d writers over %s; %d faults planned", len(rows), r.cfg.Writers, r.cfg.WriteFor, len(actions))
+
+	start := time.Now()
+	// The writers give up only if Postgres stays away far longer than a
+	// restart takes; what they could not resolve is reported.
+	writeCtx, stopWriters := context.WithTimeout(ctx, r.cfg.WriteFor+r.cfg.Timeout)
+	defer stopWriters()
+	var writes []WriteResult
+	var writing time.Duration
+	writersDone := make(chan struct{})
+	go func() {
+		defer close(writersDone)
+		writes = w.run(writeCtx, rows, r.cfg.Seed)
+		writing = time.Since(start)
+		r.logf("writers done in %s", writing.Round(100*time.Millisecond))
+	}()
+	actionsDone := make(chan error, 1)
+	go func() { actionsDone <- r.runActions(ctx, start, actions) }()
+
+	quiesced, err := r.awaitQuiescence(ctx, w, len(rows), writersDone, actionsDone)
+	if err != nil {
+		return nil, err
+	}
+	<-writersDone
+	return r.collect(ctx, writes, writing, quiesced)
+}
+
+// runActions injects the planned faults one after the other, so a daemon
+// restart never overlaps the Postgres restart.
+func (r *runner) runActions(ctx context.Context, start time.Time, actions []Action) error {
+	restarts := 0
+	for _, a := range actions {
+		if err := sleep(ctx, time.Until(start.Add(a.At))); err != nil {
+			return err
+		}
+		switch a.Kind {
+		case ActionKillDaemon:
+			// Kill a daemon that is doing its job, not one still starting.
+			if err := r.daemon.waitReady(ctx, time.Minute); err != nil {
+				r.logf("kill skipped: %v", err)
+				continue
+			}
+			killed, err := r.daemon.kill()
+			if err != nil {
+				return err
+			}
+			if killed {
+				r.logf("daemon SIGKILLed; restarting it in %s", a.Pause.Round(time.Millisecond))
+			}
+			if err := sleep(ctx, a.Pause); err != nil {
+				return err
+			}
+			if err := r.daemon.start(ctx); err != nil {
+				return err
+			}
+			if err := r.daemon.waitReady(ctx, time.Minute); err != nil {
+				r.logf("%v", err)
+			}
+		case ActionRestartPostgres:
+			restarts++
+			r.logf("restarting Postgres: %v", r.cfg.PGRestartCmd)
+			took, err := restartPostgres(ctx, r.cfg.PGRestartCmd, r.db.pool, filepath.Join(r.logDir, fmt.Sprintf("pg-restart-%d.log", restarts)))
+			if err != nil {
+				return err
+			}
+			r.pgRestarts.Add(1)
+			r.logf("Postgres back after %s", took.Round(100*time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// awaitQuiescence waits until the writers and the faults are done and then
+// until every outbox row is settled and no send or track job has work
+// left, or Timeout after the faults ended.
+func (r *runner) awaitQuiescence(ctx context.Context, w *oms, total int, writersDone <-chan struct{}, actionsDone <-chan error) (bool, error) {
+	var deadline, lastLine time.Time
+	wDone, aDone := false, false
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-writersDone:
+			wDone, writersDone = true, nil
+		case err := <-actionsDone:
+			if err != nil {
+				return false, fmt.Errorf("inject faults: %w", err)
+			}
+			aDone, actionsDone = true, nil
+			r.logf("all faults injected")
+		case <-tick.C:
+		}
+		if wDone && aDone && deadline.IsZero() {
+			deadline = time.Now().Add(r.cfg.Timeout)
+			r.logf("waiting for quiescence (up to %s)", r.cfg.Timeout)
+		}
+		p, err := r.db.progress(ctx)
+		if time.Since(lastLine) >= 5*time.Second {
+			lastLine = time.Now()
+			kills, exits, _ := r.daemon.counts()
+			if err != nil {
+				r.logf("written %d/%d; Postgres not answering: %v", w.written.Load(), total, err)
+			} else {
+				r.logf("written %d/%d; outbox %d, settled %d, send/track jobs pending %d; kills %d, unexpected exits %d, Postgres restarts %d",
+					w.written.Load(), total, p.outbox, p.settled, p.pending, kills, len(exits), r.pgRestarts.Load())
+			}
+		}
+		if err != nil || deadline.IsZero() {
+			continue
+		}
+		if p.settled == p.outbox && p.pending == 0 {
+			r.logf("quiescent: %d rows settled, no job pending", p.outbox)
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			r.logf("not quiescent after %s: %d of %d rows settled, %d jobs pending", r.cfg.Timeout, p.settled, p.outbox, p.pending)
+			return false, nil
+		}
+	}
+}
+
+// collect reads the final facts from Postgres and the sandbox.
+func (r *runner) collect(ctx context.Context, writes []WriteResult, writing time.Duration, quiesced bool) (*Facts, error) {
+	f := &Facts{Writes: writes, Writing: writing, Quiesced: quiesced}
+	err := retry(ctx, "read the outbox", time.Minute, func(ctx context.Context) (err error) {
+		f.Outbox, err = r.db.outboxRows(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = retry(ctx, "read River's jobs", time.Minute, func(ctx context.Context) (err error) {
+		f.Pending, err = r.db.pendingJobs(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if f.Messages, err = r.sb.messages(ctx); err != nil {
+		return nil, fmt.Errorf("read the sandbox's accepted messages: %w", err)
+	}
+	st, err := r.sb.stats(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the sandbox's stats: %w", err)
+	}
+	r.sbStats = summarizeSandbox(st)
+	f.Kills, f.Exits, _ = r.daemon.counts()
+	f.PGRestart = int(r.pgRestarts.Load())
+	f.Wall = time.Since(r.start)
+	return f, nil
+}
+
+// evidence pulls the daemon's log lines about the rows behind failed
+// checks, and the last lines of incarnations that exited by themselves.
+func (r *runner) evidence(rep *Report) []string {
+	_, exits, logs := r.daemon.counts()
+	out := grepLogs(logs, rep.ProblemEventIDs(5), 8)
+	for _, e := range exits {
+		for _, l := range tailFile(e.Log, 5) {
+			out = append(out, filepath.Base(e.Log)+" (last lines): "+clip(l, 300))
+		}
+	}
+	return out
+}
