@@ -212,9 +212,11 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		pool.Close()
 		return nil, err
 	}
+	onChange := []ledger.ChangeFunc{jobs.StopTracking(d.river)}
 	if cfg.CallbackURL != "" {
-		d.ledger.OnChange = jobs.Callbacks(d.river, cfg.Schema)
+		onChange = append(onChange, jobs.Callbacks(d.river, cfg.Schema))
 	}
+	d.ledger.OnChange = ledger.Chain(onChange...)
 	if cfg.WebhookSecret != "" {
 		if cfg.WebhookAddr == "" {
 			cfg.WebhookAddr = "127.0.0.1:8080"
@@ -319,7 +321,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		})
 	}
 	if d.webhook != nil {
-		bgWG.Go(func() { _ = d.webhook.Run(bg) })
 		serve("webhook", d.webhookLn, d.webhook, true)
 		d.logger.Info("webhook receiver listening", "addr", d.webhookLn.Addr().String(), "path", webhook.PathPrefix+"{secret}")
 	} else {

@@ -86,6 +86,17 @@ func TestWebhookBringsStatusesWithoutPolling(t *testing.T) {
 	if st.WebhookPushes == 0 || st.WebhookPushFailures != 0 {
 		t.Errorf("pushes %d, failures %d", st.WebhookPushes, st.WebhookPushFailures)
 	}
+	// The webhook's final statuses deleted the track jobs, which never ran.
+	e.waitFor(5*time.Second, "track jobs deleted", func() bool {
+		var left int
+		err := e.pool.QueryRow(context.Background(), "SELECT count(*) FROM river_job WHERE kind = 'cancelnotify_track'").Scan(&left)
+		return err == nil && left == 0
+	})
+	var tracked int
+	_ = e.pool.QueryRow(context.Background(), "SELECT count(*) FROM notification WHERE track_job_id IS NOT NULL").Scan(&tracked)
+	if tracked != 60 {
+		t.Errorf("%d notifications know their track job, want 60", tracked)
+	}
 	ws := d.Webhook().Stats()
 	t.Logf("sandbox pushed %d acks in %d requests; receiver wrote %d statuses in %d transactions",
 		st.AcksPushed, st.WebhookPushes, ws.Statuses, ws.Batches)

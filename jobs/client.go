@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/cancelnotify/cancelnotify/batch"
 	"github.com/cancelnotify/cancelnotify/ledger"
 )
 
@@ -117,11 +118,14 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	trackTimeout := cfg.CallTimeout + 15*time.Second
 
 	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, &SendWorker{
+	send := &SendWorker{
 		pool: cfg.Pool, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
 		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: sendTimeout, logger: cfg.Logger,
 		afterSend: cfg.afterSend,
-	}); err != nil {
+	}
+	send.starts = batch.New(cfg.Pool, send.startAttempts, batch.Options{})
+	send.accepts = batch.New(cfg.Pool, send.recordAccepted, batch.Options{})
+	if err := river.AddWorkerSafely(workers, send); err != nil {
 		return nil, err
 	}
 	if err := river.AddWorkerSafely(workers, &TrackWorker{

@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/cancelnotify/cancelnotify/batch"
 	"github.com/cancelnotify/cancelnotify/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
@@ -44,6 +45,9 @@ type SendWorker struct {
 	timeout   time.Duration
 	logger    *slog.Logger
 
+	starts  *batch.Writer[int64, *ledger.Notification]
+	accepts *batch.Writer[acceptance, error]
+
 	// afterSend, when set by a test, runs between 1MSG's answer and the
 	// transaction that records it; an error returned aborts the attempt
 	// there, as a crash at that instant would.
@@ -67,9 +71,18 @@ const reconcileWindow = 2 * time.Minute
 
 // Work implements river.Worker.
 func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
-	n, done, err := w.begin(ctx, job)
-	if err != nil || done {
+	// The common case, a queued row, records its intent in a transaction
+	// shared with the other workers starting now (group commit).
+	n, err := w.starts.Do(ctx, job.Args.NotificationID)
+	if err != nil {
 		return err
+	}
+	if n == nil {
+		var done bool
+		n, done, err = w.begin(ctx, job)
+		if err != nil || done {
+			return err
+		}
 	}
 	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts)
 
@@ -229,35 +242,87 @@ func (w *SendWorker) insertTrack(ctx context.Context, tx pgx.Tx, id int64, wamid
 	return nil
 }
 
+// acceptance is one accepted message waiting to be recorded.
+type acceptance struct {
+	ctx    context.Context // the job's: JobCompleteTx needs its River client
+	job    *river.Job[SendArgs]
+	id     int64
+	wamid  string
+	detail []byte
+}
+
 // accepted records the wamid, status sent, the track job and the job's
-// completion in one transaction.
+// completion in one transaction, shared with other workers' acceptances.
 func (w *SendWorker) accepted(ctx context.Context, job *river.Job[SendArgs], id int64, wamid string, r ledger.Report) error {
-	tx, err := w.pool.Begin(ctx)
+	res, err := w.accepts.Do(ctx, acceptance{ctx: ctx, job: job, id: id, wamid: wamid, detail: r.Detail})
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck
-	r.NotificationID, r.Wamid, r.Status, r.Source = id, wamid, string(ledger.StatusSent), ledger.SourceAPI
-	res, err := w.ledger.Apply(ctx, tx, []ledger.Report{r})
+	return res
+}
+
+// recordAccepted is the accepts batch: track jobs first (their ids go on
+// the rows), then the statuses, then each send job's completion.
+func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acceptance) ([]error, error) {
+	client, err := river.ClientFromContextSafely[pgx.Tx](items[0].ctx)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("record acceptance: %w", err)
 	}
-	n, err := ledger.Get(ctx, tx, id)
+	first := time.Now().Add(w.firstPoll)
+	params := make([]river.InsertManyParams, len(items))
+	for i, it := range items {
+		params[i] = river.InsertManyParams{Args: TrackArgs{NotificationID: it.id, Wamid: it.wamid, EventID: it.job.Args.EventID},
+			InsertOpts: &river.InsertOpts{ScheduledAt: first}}
+	}
+	tracks, err := client.InsertManyTx(ctx, tx, params)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("insert track jobs: %w", err)
 	}
-	if n.Wamid != wamid {
-		// Cannot happen while the job is the row's only sender; refuse to
-		// complete rather than lose track of either message.
-		return fmt.Errorf("notification %d already has wamid %s; 1MSG answered %s", id, n.Wamid, wamid)
+	reports := make([]ledger.Report, len(items))
+	for i, it := range items {
+		reports[i] = ledger.Report{NotificationID: it.id, Wamid: it.wamid, Status: string(ledger.StatusSent),
+			Source: ledger.SourceAPI, Detail: it.detail, TrackJobID: tracks[i].Job.ID}
 	}
-	if err := w.complete(ctx, tx, job, n); err != nil {
-		return err
+	res, err := w.ledger.Apply(ctx, tx, reports)
+	if err != nil {
+		return nil, err
 	}
-	if len(res.Changes) > 0 {
-		w.logger.Info("sent", "event_id", n.EventID, "wamid", wamid, "notification_id", id)
+	errs := make([]error, len(items))
+	for i, it := range items {
+		n := res.Rows[it.id]
+		switch {
+		case n == nil:
+			errs[i] = fmt.Errorf("notification %d: %w", it.id, ledger.ErrNotFound)
+			continue
+		case n.Wamid != it.wamid:
+			// Cannot happen while the job is the row's only sender; refuse to
+			// complete rather than lose track of either message.
+			errs[i] = fmt.Errorf("notification %d already has wamid %s; 1MSG answered %s", it.id, n.Wamid, it.wamid)
+			continue
+		}
+		if _, err := river.JobCompleteTx[*riverpgxv5.Driver](it.ctx, tx, it.job); err != nil {
+			return nil, fmt.Errorf("complete send job %d: %w", it.job.ID, err)
+		}
+		w.logger.Info("sent", "event_id", n.EventID, "wamid", it.wamid, "notification_id", it.id)
 	}
-	return nil
+	return errs, nil
+}
+
+// startAttempts is the starts batch.
+func (w *SendWorker) startAttempts(ctx context.Context, tx pgx.Tx, ids []int64) ([]*ledger.Notification, error) {
+	var after time.Time
+	if w.sendFor > 0 {
+		after = time.Now().Add(-w.sendFor)
+	}
+	moved, err := w.ledger.StartAttempts(ctx, tx, ids, after)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*ledger.Notification, len(ids))
+	for i, id := range ids {
+		out[i] = moved[id]
+	}
+	return out, nil
 }
 
 // fail records a permanent refusal.

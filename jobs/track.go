@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/cancelnotify/cancelnotify/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg"
@@ -147,6 +148,33 @@ func unixOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.Unix()
+}
+
+// StopTracking returns a ledger.ChangeFunc that deletes the pending track
+// job of every notification that just reached a final status, in the same
+// transaction: a webhook that brought the status saves the job's wake-up.
+// A running track job (the one that polled the status itself) is left to
+// finish.
+func StopTracking(deleter interface {
+	JobDeleteManyTx(ctx context.Context, tx pgx.Tx, params *river.JobDeleteManyParams) (*river.JobDeleteManyResult, error)
+}) ledger.ChangeFunc {
+	return func(ctx context.Context, tx pgx.Tx, changes []ledger.Change) error {
+		var ids []int64
+		for _, c := range changes {
+			if c.To.Final() && c.Notification.TrackJobID != 0 {
+				ids = append(ids, c.Notification.TrackJobID)
+			}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		_, err := deleter.JobDeleteManyTx(ctx, tx, river.NewJobDeleteManyParams().IDs(ids...).
+			States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable).First(len(ids)))
+		if err != nil {
+			return fmt.Errorf("delete finished track jobs: %w", err)
+		}
+		return nil
+	}
 }
 
 // HookReport turns a hookInfo entry (a Meta status object) into a report.

@@ -24,6 +24,7 @@ type Report struct {
 	ErrorCode      string    // for failed
 	Error          string    // for failed
 	Detail         json.RawMessage
+	TrackJobID     int64 // with NotificationID: the River job that follows the message
 }
 
 // MapStatus maps a status name used by 1MSG or Meta to a Status. "viewed" is
@@ -46,10 +47,11 @@ func MapStatus(s string) (Status, bool) {
 
 // ApplyResult says what Apply did.
 type ApplyResult struct {
-	Changes  []Change // status changes, in report order
-	Recorded int      // events written
-	Unknown  []Report // reports whose notification was not found
-	Unmapped int      // reports whose status could not be mapped (stored raw)
+	Rows     map[int64]*Notification // every row reported on, as it is now
+	Changes  []Change                // status changes, in report order
+	Recorded int                     // events written
+	Unknown  []Report                // reports whose notification was not found
+	Unmapped int                     // reports whose status could not be mapped (stored raw)
 }
 
 // Apply records reports in tx under the one rule of design §2: every report
@@ -70,7 +72,7 @@ func (l *Ledger) Apply(ctx context.Context, tx pgx.Tx, reports []Report) (*Apply
 			wamids = append(wamids, r.Wamid)
 		}
 	}
-	res := &ApplyResult{}
+	res := &ApplyResult{Rows: map[int64]*Notification{}}
 	if len(ids) == 0 && len(wamids) == 0 {
 		res.Unknown = reports
 		return res, nil
@@ -93,6 +95,7 @@ func (l *Ledger) Apply(ctx context.Context, tx pgx.Tx, reports []Report) (*Apply
 		}
 	}
 
+	res.Rows = byID
 	a := &applier{now: time.Now().UTC(), byID: byID, byWamid: byWamid, res: res}
 	for _, r := range reports {
 		a.report(r)
@@ -160,6 +163,10 @@ func (a *applier) report(r Report) {
 		a.adopted = append(a.adopted, r.Wamid)
 		dirty = true
 	}
+	if r.TrackJobID != 0 && r.NotificationID != 0 && n.Wamid == r.Wamid && n.TrackJobID != r.TrackJobID {
+		n.TrackJobID = r.TrackJobID
+		dirty = true
+	}
 	if fillTime(n, st, at) {
 		dirty = true
 	}
@@ -212,17 +219,21 @@ func (l *Ledger) ApplyPushed(ctx context.Context, tx pgx.Tx, reports []Report) (
 	return res, holdOrphans(ctx, tx, again.Unknown)
 }
 
-// lockWamids takes transaction-scoped advisory locks on wamids, in a
-// stable order so that two holders cannot deadlock.
+// lockWamidsSQL takes transaction-scoped advisory locks on wamids, given
+// sorted so that two holders cannot deadlock.
+const lockWamidsSQL = "SELECT pg_advisory_xact_lock(hashtextextended('cancelnotify.wamid:' || w, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS u(w, i) ORDER BY i"
+
 func lockWamids(ctx context.Context, tx pgx.Tx, wamids []string) error {
-	ws := slices.Clone(wamids)
-	slices.Sort(ws)
-	ws = slices.Compact(ws)
-	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('cancelnotify.wamid:' || w, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS u(w, i) ORDER BY i", ws)
-	if err != nil {
+	if _, err := tx.Exec(ctx, lockWamidsSQL, sortedUnique(wamids)); err != nil {
 		return fmt.Errorf("lock wamids: %w", err)
 	}
 	return nil
+}
+
+func sortedUnique(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
@@ -256,13 +267,19 @@ func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
 
 // takeOrphans removes and returns the held statuses of wamids.
 func takeOrphans(ctx context.Context, tx pgx.Tx, wamids []string) ([]Report, error) {
-	// The lock first, in its own statement: the DELETE's snapshot must be
-	// taken after any ApplyPushed holding the lock has committed.
-	if err := lockWamids(ctx, tx, wamids); err != nil {
-		return nil, err
-	}
-	rows, err := tx.Query(ctx, `DELETE FROM webhook_orphan WHERE wamid = ANY($1)
+	// One round trip, two statements: the DELETE's snapshot is taken after
+	// the lock is held, so it sees what any ApplyPushed holding the lock
+	// committed.
+	b := &pgx.Batch{}
+	b.Queue(lockWamidsSQL, sortedUnique(wamids))
+	b.Queue(`DELETE FROM webhook_orphan WHERE wamid = ANY($1)
 		RETURNING wamid, status, coalesce(error_code, ''), coalesce(error, ''), occurred_at, detail, id`, wamids)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("lock wamids: %w", err)
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("adopt held statuses: %w", err)
 	}
@@ -508,4 +525,35 @@ func nonEmptyJSON(b []byte) []byte {
 		return []byte("{}")
 	}
 	return b
+}
+
+// StartAttempts records the intent to send for many notifications at once:
+// each queued row whose cancellation is newer than createdAfter goes to
+// sending, with one more attempt and attempted_at stamped. It returns the
+// rows it moved, by id; the others are left for the caller to look at.
+func (l *Ledger) StartAttempts(ctx context.Context, tx pgx.Tx, ids []int64, createdAfter time.Time) (map[int64]*Notification, error) {
+	rows, err := tx.Query(ctx, `UPDATE notification SET status = 'sending', attempts = attempts + 1,
+			attempted_at = now(), error_code = NULL, error = NULL, updated_at = now()
+		WHERE id = ANY($1) AND status = 'queued' AND event_created_at > $2
+		RETURNING `+notificationColumns, ids, createdAfter)
+	if err != nil {
+		return nil, fmt.Errorf("start send attempts: %w", err)
+	}
+	moved, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Notification, error) { return scanNotification(r) })
+	if err != nil {
+		return nil, fmt.Errorf("start send attempts: %w", err)
+	}
+	out := make(map[int64]*Notification, len(moved))
+	var w writer
+	for _, n := range moved {
+		out[n.ID] = n
+		at := time.Now().UTC()
+		if n.AttemptedAt != nil {
+			at = *n.AttemptedAt
+		}
+		w.events = append(w.events, event{notificationID: n.ID, status: string(StatusSending), source: SourceDaemon, applied: true,
+			detail: detailJSON(map[string]any{"attempt": n.Attempts})})
+		w.changes = append(w.changes, Change{Notification: n, From: StatusQueued, To: StatusSending, Source: SourceDaemon, At: at})
+	}
+	return out, w.flush(ctx, l, tx, false)
 }

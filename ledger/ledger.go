@@ -49,6 +49,7 @@ type Notification struct {
 	Status         Status     `json:"status"`
 	Wamid          string     `json:"wamid,omitempty"`         // "" until 1MSG accepted the message
 	OnemsgJobID    string     `json:"onemsg_job_id,omitempty"` // 1MSG's queue job id when a send was queued
+	TrackJobID     int64      `json:"track_job_id,omitempty"`  // River job following the accepted message
 	ErrorCode      string     `json:"error_code,omitempty"`
 	Error          string     `json:"error,omitempty"`
 	Attempts       int        `json:"attempts"`
@@ -70,14 +71,14 @@ func (n *Notification) OrderNumber() string {
 }
 
 const notificationColumns = `id, outbox_id, event_id, event_created_at, phone, template, language,
-	params, shortened, status, coalesce(wamid, ''), coalesce(onemsg_job_id, ''), coalesce(error_code, ''),
+	params, shortened, status, coalesce(wamid, ''), coalesce(onemsg_job_id, ''), coalesce(track_job_id, 0), coalesce(error_code, ''),
 	coalesce(error, ''), attempts, attempted_at, created_at, updated_at, sent_at, delivered_at, read_at, failed_at`
 
 func scanNotification(row pgx.Row) (*Notification, error) {
 	var n Notification
 	var params []byte
 	err := row.Scan(&n.ID, &n.OutboxID, &n.EventID, &n.EventCreatedAt, &n.Phone, &n.Template, &n.Language,
-		&params, &n.Shortened, &n.Status, &n.Wamid, &n.OnemsgJobID, &n.ErrorCode,
+		&params, &n.Shortened, &n.Status, &n.Wamid, &n.OnemsgJobID, &n.TrackJobID, &n.ErrorCode,
 		&n.Error, &n.Attempts, &n.AttemptedAt, &n.CreatedAt, &n.UpdatedAt, &n.SentAt, &n.DeliveredAt, &n.ReadAt, &n.FailedAt)
 	if err != nil {
 		return nil, err
@@ -153,6 +154,21 @@ type Change struct {
 // enqueue CRM callbacks atomically with the status.
 type ChangeFunc func(ctx context.Context, tx pgx.Tx, changes []Change) error
 
+// Chain runs fns in order, stopping at the first error.
+func Chain(fns ...ChangeFunc) ChangeFunc {
+	return func(ctx context.Context, tx pgx.Tx, changes []Change) error {
+		for _, fn := range fns {
+			if fn == nil {
+				continue
+			}
+			if err := fn(ctx, tx, changes); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // Observer learns of status changes once they are written (metrics).
 type Observer interface {
 	Changed(changes []Change)
@@ -199,7 +215,7 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 	b := &pgx.Batch{}
 	if updateRows && len(w.order) > 0 {
 		var (
-			ids                                                []int64
+			ids, trackIDs                                      []int64
 			statuses, wamids, codes, errs, jobIDs              []string
 			attempts                                           []int32
 			attemptedAt, sentAt, deliveredAt, readAt, failedAt []*time.Time
@@ -207,6 +223,7 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 		for _, id := range w.order {
 			n := w.dirty[id]
 			ids = append(ids, n.ID)
+			trackIDs = append(trackIDs, n.TrackJobID)
 			statuses = append(statuses, string(n.Status))
 			wamids = append(wamids, n.Wamid)
 			codes = append(codes, n.ErrorCode)
@@ -221,13 +238,13 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 		}
 		b.Queue(`UPDATE notification n SET status = u.status, wamid = nullif(u.wamid, ''),
 			error_code = nullif(u.error_code, ''), error = nullif(u.error, ''), onemsg_job_id = nullif(u.job_id, ''),
-			attempts = u.attempts, attempted_at = u.attempted_at, sent_at = u.sent_at,
+			attempts = u.attempts, attempted_at = u.attempted_at, sent_at = u.sent_at, track_job_id = nullif(u.track_job_id, 0),
 			delivered_at = u.delivered_at, read_at = u.read_at, failed_at = u.failed_at, updated_at = now()
 			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
-				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
-				AS u(id, status, wamid, error_code, error, job_id, attempts, attempted_at, sent_at, delivered_at, read_at, failed_at)
+				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::bigint[])
+				AS u(id, status, wamid, error_code, error, job_id, attempts, attempted_at, sent_at, delivered_at, read_at, failed_at, track_job_id)
 			WHERE n.id = u.id`,
-			ids, statuses, wamids, codes, errs, jobIDs, attempts, attemptedAt, sentAt, deliveredAt, readAt, failedAt)
+			ids, statuses, wamids, codes, errs, jobIDs, attempts, attemptedAt, sentAt, deliveredAt, readAt, failedAt, trackIDs)
 	}
 	if len(w.events) > 0 {
 		queueEvents(b, w.events)

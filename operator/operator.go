@@ -121,8 +121,12 @@ func (o *Operator) Resolve(ctx context.Context, eventID string, r Resolution) Ou
 		}
 		switch {
 		case r.SentAs != "":
+			track, err := o.Jobs.InsertTx(ctx, tx, jobs.TrackArgs{NotificationID: n.ID, Wamid: r.SentAs, EventID: n.EventID}, nil)
+			if err != nil {
+				return "", err
+			}
 			res, err := o.Ledger.Apply(ctx, tx, []ledger.Report{{NotificationID: n.ID, Wamid: r.SentAs,
-				Status: string(ledger.StatusSent), Source: ledger.SourceOperator,
+				Status: string(ledger.StatusSent), Source: ledger.SourceOperator, TrackJobID: track.Job.ID,
 				Detail: detail(map[string]any{"reason": "operator confirmed the message was sent", "by": o.Who})}})
 			if err != nil {
 				return "", err
@@ -130,8 +134,7 @@ func (o *Operator) Resolve(ctx context.Context, eventID string, r Resolution) Ou
 			if len(res.Changes) == 0 {
 				return "", fmt.Errorf("%s was not changed", eventID)
 			}
-			_, err = o.Jobs.InsertTx(ctx, tx, jobs.TrackArgs{NotificationID: n.ID, Wamid: r.SentAs, EventID: n.EventID}, nil)
-			return ledger.StatusSent, err
+			return ledger.StatusSent, nil
 		case r.Resend:
 			return ledger.StatusQueued, o.requeue(ctx, tx, n, "operator: not sent, send again")
 		default:

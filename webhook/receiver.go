@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cancelnotify/cancelnotify/batch"
 	"github.com/cancelnotify/cancelnotify/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
@@ -41,8 +42,7 @@ type Config struct {
 	Secret  string // CANCELNOTIFY_WEBHOOK_SECRET, the last path segment
 	Channel string // our 1MSG channel: pushes for another instanceId get 403
 
-	Writers  int           // concurrent batch writers, default 2
-	MaxBatch int           // most statuses per transaction, default 1000
+	MaxBatch int           // most requests per transaction, default 200
 	Timeout  time.Duration // longest a request waits for its commit, default 10s
 	Logger   *slog.Logger
 	Observer Observer // optional (metrics)
@@ -80,7 +80,7 @@ type Stats struct {
 type Receiver struct {
 	cfg    Config
 	logger *slog.Logger
-	queue  chan *pending
+	writes *batch.Writer[[]ledger.Report, struct{}]
 
 	requests                                   [6]atomic.Int64
 	statuses, unknown, unmapped, inbound, txns atomic.Int64
@@ -88,19 +88,10 @@ type Receiver struct {
 
 var results = [...]Result{ResultOK, ResultNotFound, ResultForbidden, ResultMalformed, ResultTooLarge, ResultError}
 
-// pending is one request's statuses waiting for a batch.
-type pending struct {
-	reports []ledger.Report
-	done    chan error
-}
-
 // New returns a receiver; Run must be running for it to answer.
 func New(cfg Config) *Receiver {
-	if cfg.Writers <= 0 {
-		cfg.Writers = 2
-	}
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 1000
+		cfg.MaxBatch = 200
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
@@ -111,7 +102,9 @@ func New(cfg Config) *Receiver {
 	if cfg.Ledger == nil {
 		cfg.Ledger = &ledger.Ledger{}
 	}
-	return &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook"), queue: make(chan *pending, 4096)}
+	r := &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook")}
+	r.writes = batch.New(cfg.Pool, r.write, batch.Options{MaxBatch: cfg.MaxBatch, Timeout: cfg.Timeout})
+	return r
 }
 
 // Stats returns the counters so far.
@@ -175,7 +168,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusOK, "")
 		return
 	}
-	p := &pending{reports: make([]ledger.Report, 0, len(hook.Statuses)), done: make(chan error, 1)}
+	reports := make([]ledger.Report, 0, len(hook.Statuses))
 	for _, u := range hook.Statuses {
 		rep := ledger.Report{Wamid: u.ID, Status: u.Status, Source: ledger.SourceWebhook,
 			OccurredAt: u.Timestamp.Time, Error: u.Error, Detail: u.Raw}
@@ -186,23 +179,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.unmapped.Add(1)
 			continue // nothing to attach it to
 		}
-		p.reports = append(p.reports, rep)
+		reports = append(reports, rep)
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.Timeout)
 	defer cancel()
-	select {
-	case r.queue <- p:
-	case <-ctx.Done():
-		r.count(ResultError)
-		writeJSON(w, http.StatusServiceUnavailable, "busy; retry")
-		return
-	}
-	select {
-	case err = <-p.done:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	if err != nil {
+	// Answered only once committed: 1MSG's retry covers our failures.
+	if _, err := r.writes.Do(ctx, reports); err != nil {
 		r.count(ResultError)
 		r.logger.Error("webhook statuses not recorded; 1MSG will retry", "error", err)
 		writeJSON(w, http.StatusServiceUnavailable, "not recorded; retry")
@@ -236,64 +218,18 @@ func writeJSON(w http.ResponseWriter, status int, errText string) {
 	_, _ = w.Write(b)
 }
 
-// Run writes queued statuses until ctx ends. Several requests' statuses go
-// into one transaction: under load, what arrives while one batch commits
-// forms the next.
-func (r *Receiver) Run(ctx context.Context) error {
-	errc := make(chan error, r.cfg.Writers)
-	for range r.cfg.Writers {
-		go func() { errc <- r.writer(ctx) }()
-	}
-	var first error
-	for range r.cfg.Writers {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
-
-func (r *Receiver) writer(ctx context.Context) error {
-	for {
-		var batch []*pending
-		select {
-		case <-ctx.Done():
-			return nil
-		case p := <-r.queue:
-			batch = append(batch, p)
-		}
-		n := len(batch[0].reports)
-	collect:
-		for n < r.cfg.MaxBatch {
-			select {
-			case p := <-r.queue:
-				batch = append(batch, p)
-				n += len(p.reports)
-			default:
-				break collect
-			}
-		}
-		err := r.write(ctx, batch)
-		for _, p := range batch {
-			p.done <- err
-		}
-	}
-}
-
-func (r *Receiver) write(ctx context.Context, batch []*pending) error {
+// write records many requests' statuses in one transaction.
+func (r *Receiver) write(ctx context.Context, tx pgx.Tx, batch [][]ledger.Report) ([]struct{}, error) {
 	var reports []ledger.Report
-	for _, p := range batch {
-		reports = append(reports, p.reports...)
+	for _, rs := range batch {
+		reports = append(reports, rs...)
 	}
-	var res *ledger.ApplyResult
-	err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
-		var err error
-		res, err = r.cfg.Ledger.ApplyPushed(ctx, tx, reports)
-		return err
-	})
+	res, err := r.cfg.Ledger.ApplyPushed(ctx, tx, reports)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	// Counted before the commit: a failed commit is retried by 1MSG and
+	// counted again, which metrics tolerate.
 	r.txns.Add(1)
 	r.statuses.Add(int64(res.Recorded))
 	r.unknown.Add(int64(len(res.Unknown)))
@@ -304,5 +240,5 @@ func (r *Receiver) write(ctx context.Context, batch []*pending) error {
 	if len(res.Unknown) > 0 {
 		r.logger.Debug("statuses for unknown wamids held", "count", len(res.Unknown))
 	}
-	return nil
+	return make([]struct{}, len(batch)), nil
 }

@@ -34,11 +34,8 @@ func newEnv(t *testing.T, pool *pgxpool.Pool, schema string) *env {
 	t.Helper()
 	l := &ledger.Ledger{Schema: schema}
 	r := webhook.New(webhook.Config{Pool: pool, Ledger: l, Secret: secret, Channel: channel, Timeout: 3 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
 	srv := httptest.NewServer(r)
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
+	t.Cleanup(srv.Close)
 	return &env{t: t, pool: pool, l: l, r: r, url: srv.URL}
 }
 

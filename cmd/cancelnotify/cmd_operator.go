@@ -34,10 +34,11 @@ func openOperator(ctx context.Context, url, schema, callbackURL string) (*operat
 		pool.Close()
 		return nil, nil, err
 	}
-	l := &ledger.Ledger{Schema: schema}
+	onChange := []ledger.ChangeFunc{jobs.StopTracking(client)}
 	if callbackURL != "" {
-		l.OnChange = jobs.Callbacks(client, schema)
+		onChange = append(onChange, jobs.Callbacks(client, schema))
 	}
+	l := &ledger.Ledger{Schema: schema, OnChange: ledger.Chain(onChange...)}
 	who := "unknown"
 	if u, err := user.Current(); err == nil {
 		who = u.Username
