@@ -321,6 +321,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		})
 	}
 	if d.webhook != nil {
+		bgWG.Go(func() { d.webhook.AdoptHeld(bg, time.Second) })
 		serve("webhook", d.webhookLn, d.webhook, true)
 		d.logger.Info("webhook receiver listening", "addr", d.webhookLn.Addr().String(), "path", webhook.PathPrefix+"{secret}")
 	} else {

@@ -119,7 +119,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 
 	workers := river.NewWorkers()
 	send := &SendWorker{
-		pool: cfg.Pool, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
+		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
 		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: sendTimeout, logger: cfg.Logger,
 		afterSend: cfg.afterSend,
 	}

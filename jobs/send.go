@@ -12,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/cancelnotify/cancelnotify/batch"
 	"github.com/cancelnotify/cancelnotify/ledger"
@@ -36,6 +38,7 @@ type SendWorker struct {
 	river.WorkerDefaults[SendArgs]
 
 	pool      *pgxpool.Pool
+	schema    string
 	ledger    *ledger.Ledger
 	api       API
 	limiter   Limiter
@@ -288,6 +291,7 @@ func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acce
 		return nil, err
 	}
 	errs := make([]error, len(items))
+	var done []*rivertype.JobRow
 	for i, it := range items {
 		n := res.Rows[it.id]
 		switch {
@@ -300,12 +304,52 @@ func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acce
 			errs[i] = fmt.Errorf("notification %d already has wamid %s; 1MSG answered %s", it.id, n.Wamid, it.wamid)
 			continue
 		}
-		if _, err := river.JobCompleteTx[*riverpgxv5.Driver](it.ctx, tx, it.job); err != nil {
-			return nil, fmt.Errorf("complete send job %d: %w", it.job.ID, err)
-		}
+		done = append(done, it.job.JobRow)
 		w.logger.Info("sent", "event_id", n.EventID, "wamid", it.wamid, "notification_id", it.id)
 	}
+	if err := completeTx(ctx, tx, client, w.schema, done); err != nil {
+		return nil, err
+	}
 	return errs, nil
+}
+
+// completeTx marks running jobs completed in tx, as river.JobCompleteTx
+// does for one job, with one statement for all of them: the query
+// JobCompleteTx runs takes many jobs, and one statement per job was a
+// quarter of the database's time at a thousand messages a second.
+func completeTx(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], schema string, jobs []*rivertype.JobRow) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	p := &riverdriver.JobSetStateIfRunningManyParams{Schema: schema}
+	now := time.Now()
+	for _, j := range jobs {
+		s := riverdriver.JobSetStateCompleted(j.ID, now, nil)
+		p.ID = append(p.ID, s.ID)
+		p.Attempt = append(p.Attempt, s.Attempt)
+		p.ErrData = append(p.ErrData, s.ErrData)
+		p.FinalizedAt = append(p.FinalizedAt, s.FinalizedAt)
+		p.MetadataDoMerge = append(p.MetadataDoMerge, false)
+		p.MetadataUpdates = append(p.MetadataUpdates, nil)
+		p.ScheduledAt = append(p.ScheduledAt, s.ScheduledAt)
+		p.State = append(p.State, s.State)
+	}
+	rows, err := client.Driver().UnwrapExecutor(tx).JobSetStateIfRunningMany(ctx, p)
+	if err != nil {
+		return fmt.Errorf("complete send jobs: %w", err)
+	}
+	completed := 0
+	for _, r := range rows {
+		if r.State == rivertype.JobStateCompleted {
+			completed++
+		}
+	}
+	if completed != len(jobs) {
+		// A job was no longer running (rescued by another client): the batch
+		// rolls back and each acceptance is retried alone.
+		return fmt.Errorf("complete send jobs: %d of %d were running", completed, len(jobs))
+	}
+	return nil
 }
 
 // startAttempts is the starts batch.

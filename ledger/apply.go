@@ -77,8 +77,11 @@ func (l *Ledger) Apply(ctx context.Context, tx pgx.Tx, reports []Report) (*Apply
 		res.Unknown = reports
 		return res, nil
 	}
-	rows, err := tx.Query(ctx, "SELECT "+notificationColumns+
-		" FROM notification WHERE id = ANY($1) OR wamid = ANY($2) ORDER BY id FOR UPDATE", ids, wamids)
+	// "id = ANY OR wamid = ANY" plans as a sequential scan once the
+	// statement is prepared; the union keeps both lookups on their indexes.
+	rows, err := tx.Query(ctx, "SELECT "+notificationColumns+` FROM notification
+		WHERE id IN (SELECT unnest($1::bigint[]) UNION SELECT id FROM notification WHERE wamid = ANY($2))
+		ORDER BY id FOR UPDATE`, ids, wamids)
 	if err != nil {
 		return nil, fmt.Errorf("lock notifications: %w", err)
 	}
@@ -190,50 +193,50 @@ func (a *applier) report(r Report) {
 }
 
 // ApplyPushed applies statuses pushed by webhook. Those whose wamid no
-// notification has (yet) are held in webhook_orphan and applied by the Apply
-// that records the wamid: 1MSG often pushes `sent` before the send worker has
-// committed the id it was just given. A per-wamid advisory lock, taken here
-// and where the wamid is recorded, closes the race between the two.
-// ApplyResult.Unknown lists the statuses held.
+// notification has (yet) are held in webhook_orphan: 1MSG often pushes
+// `sent` before the send worker has committed the id it was just given.
+// ApplyResult.Unknown lists the statuses held; see AdoptHeld.
 func (l *Ledger) ApplyPushed(ctx context.Context, tx pgx.Tx, reports []Report) (*ApplyResult, error) {
 	res, err := l.Apply(ctx, tx, reports)
 	if err != nil || len(res.Unknown) == 0 {
 		return res, err
 	}
-	wamids := make([]string, len(res.Unknown))
-	for i, r := range res.Unknown {
-		wamids[i] = r.Wamid
-	}
-	if err := lockWamids(ctx, tx, wamids); err != nil {
-		return nil, err
-	}
-	// Under the locks, a wamid committed meanwhile is visible now.
-	again, err := l.Apply(ctx, tx, res.Unknown)
+	return res, holdOrphans(ctx, tx, res.Unknown)
+}
+
+// AdoptHeld applies held statuses whose wamid a notification now has, among
+// those received within the last window.
+//
+// The send transaction that records a wamid adopts the statuses held for it
+// (Apply), but it cannot see one held by a webhook transaction that commits
+// while it runs, nor can that webhook transaction see the wamid. Calling
+// AdoptHeld after both committed (the daemon does every second) settles
+// them. It costs one indexed read when there is nothing to adopt.
+func (l *Ledger) AdoptHeld(ctx context.Context, db interface {
+	DB
+	Begin(ctx context.Context) (pgx.Tx, error)
+}, window time.Duration) (int, error) {
+	rows, err := db.Query(ctx, `SELECT DISTINCT o.wamid FROM webhook_orphan o
+		JOIN notification n ON n.wamid = o.wamid
+		WHERE o.received_at > now() - $1::interval`, window)
 	if err != nil {
-		return nil, err
+		return 0, fmt.Errorf("look for held statuses: %w", err)
 	}
-	res.Changes = append(res.Changes, again.Changes...)
-	res.Recorded += again.Recorded
-	res.Unmapped += again.Unmapped
-	res.Unknown = again.Unknown
-	return res, holdOrphans(ctx, tx, again.Unknown)
-}
-
-// lockWamidsSQL takes transaction-scoped advisory locks on wamids, given
-// sorted so that two holders cannot deadlock.
-const lockWamidsSQL = "SELECT pg_advisory_xact_lock(hashtextextended('cancelnotify.wamid:' || w, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS u(w, i) ORDER BY i"
-
-func lockWamids(ctx context.Context, tx pgx.Tx, wamids []string) error {
-	if _, err := tx.Exec(ctx, lockWamidsSQL, sortedUnique(wamids)); err != nil {
-		return fmt.Errorf("lock wamids: %w", err)
+	ready, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(ready) == 0 {
+		return 0, err
 	}
-	return nil
-}
-
-func sortedUnique(s []string) []string {
-	out := slices.Clone(s)
-	slices.Sort(out)
-	return slices.Compact(out)
+	adopted := 0
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		held, err := takeOrphans(ctx, tx, ready)
+		if err != nil || len(held) == 0 {
+			return err // another AdoptHeld took them
+		}
+		adopted = len(held)
+		_, err = l.Apply(ctx, tx, held)
+		return err
+	})
+	return adopted, err
 }
 
 func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
@@ -267,19 +270,8 @@ func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
 
 // takeOrphans removes and returns the held statuses of wamids.
 func takeOrphans(ctx context.Context, tx pgx.Tx, wamids []string) ([]Report, error) {
-	// One round trip, two statements: the DELETE's snapshot is taken after
-	// the lock is held, so it sees what any ApplyPushed holding the lock
-	// committed.
-	b := &pgx.Batch{}
-	b.Queue(lockWamidsSQL, sortedUnique(wamids))
-	b.Queue(`DELETE FROM webhook_orphan WHERE wamid = ANY($1)
+	rows, err := tx.Query(ctx, `DELETE FROM webhook_orphan WHERE wamid = ANY($1)
 		RETURNING wamid, status, coalesce(error_code, ''), coalesce(error, ''), occurred_at, detail, id`, wamids)
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("lock wamids: %w", err)
-	}
-	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("adopt held statuses: %w", err)
 	}

@@ -237,3 +237,32 @@ func TestApplyAnnouncesChanges(t *testing.T) {
 		}
 	}
 }
+
+// A status held while its wamid was being recorded by a concurrent
+// transaction (each missed the other's write) is adopted by AdoptHeld.
+func TestAdoptHeldSettlesTheRace(t *testing.T) {
+	t.Parallel()
+	pool, schema := dbtest.New(t)
+	l := &ledger.Ledger{Schema: schema}
+	ctx := context.Background()
+	n := create(t, pool, l, 1, ledger.StatusSending)
+	// The webhook's transaction held "delivered" for a wamid it did not know…
+	if _, err := pool.Exec(ctx, "INSERT INTO webhook_orphan (wamid, status) VALUES ('wamid.race', 'delivered')"); err != nil {
+		t.Fatal(err)
+	}
+	// …while the send transaction, which could not see it yet, recorded the wamid.
+	if _, err := pool.Exec(ctx, "UPDATE notification SET wamid = 'wamid.race', status = 'sent', sent_at = now() WHERE id = $1", n.ID); err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := l.AdoptHeld(ctx, pool, time.Minute)
+	if err != nil || adopted != 1 {
+		t.Fatalf("AdoptHeld = %d, %v; want the one held status", adopted, err)
+	}
+	got, _ := ledger.Get(ctx, pool, n.ID)
+	if got.Status != ledger.StatusDelivered {
+		t.Errorf("status %s, want delivered", got.Status)
+	}
+	if again, err := l.AdoptHeld(ctx, pool, time.Minute); err != nil || again != 0 {
+		t.Errorf("second AdoptHeld = %d, %v; want nothing left", again, err)
+	}
+}

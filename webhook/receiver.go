@@ -237,8 +237,26 @@ func (r *Receiver) write(ctx context.Context, tx pgx.Tx, batch [][]ledger.Report
 	if r.cfg.Observer != nil {
 		r.cfg.Observer.WebhookStatuses(res.Recorded, len(res.Unknown), res.Unmapped)
 	}
-	if len(res.Unknown) > 0 {
-		r.logger.Debug("statuses for unknown wamids held", "count", len(res.Unknown))
-	}
 	return make([]struct{}, len(batch)), nil
+}
+
+// AdoptHeld settles, every interval until ctx ends, statuses held for a
+// wamid that a send transaction recorded meanwhile (ledger.AdoptHeld).
+func (r *Receiver) AdoptHeld(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := r.cfg.Ledger.AdoptHeld(ctx, r.cfg.Pool, 10*time.Minute)
+		if err != nil && ctx.Err() == nil {
+			r.logger.Warn("held statuses not adopted yet; the track job's poll brings them otherwise", "error", err)
+		}
+		if n > 0 {
+			r.logger.Debug("adopted held statuses", "count", n)
+		}
+	}
 }
