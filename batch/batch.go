@@ -32,6 +32,7 @@ type Writer[T, R any] struct {
 	fn       Func[T, R]
 	max      int
 	inflight int // batches allowed at once
+	linger   time.Duration
 	timeout  time.Duration
 
 	mu      sync.Mutex
@@ -54,6 +55,10 @@ type Options struct {
 	MaxBatch int           // most items per transaction; default 500
 	InFlight int           // transactions at once; default 2, so one fills while one commits
 	Timeout  time.Duration // one transaction's timeout; default 30s
+	// Linger lets a transaction wait this long for more items before it
+	// starts, for writers whose callers can afford it (a webhook answer);
+	// 0 starts at once, which is what a waiting send needs.
+	Linger time.Duration
 }
 
 // New returns a Writer that runs fn on pool.
@@ -67,7 +72,7 @@ func New[T, R any](pool *pgxpool.Pool, fn Func[T, R], o Options) *Writer[T, R] {
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
-	return &Writer[T, R]{pool: pool, fn: fn, max: o.MaxBatch, inflight: o.InFlight, timeout: o.Timeout}
+	return &Writer[T, R]{pool: pool, fn: fn, max: o.MaxBatch, inflight: o.InFlight, linger: o.Linger, timeout: o.Timeout}
 }
 
 // Stats returns how many transactions wrote how many items so far.
@@ -143,6 +148,14 @@ func (w *Writer[T, R]) passTurn() {
 // runBatches runs one batch, then hands the turn to a waiting caller, or
 // gives it up when nobody waits. The running count stays with the turn.
 func (w *Writer[T, R]) runBatches() {
+	if w.linger > 0 {
+		w.mu.Lock()
+		short := len(w.pending) < w.max
+		w.mu.Unlock()
+		if short {
+			time.Sleep(w.linger)
+		}
+	}
 	w.mu.Lock()
 	n := min(len(w.pending), w.max)
 	batch := append([]*call[T, R](nil), w.pending[:n]...)

@@ -134,10 +134,13 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	}); err != nil {
 		return nil, err
 	}
+	// Only sends need a quick fallback poll (a missed insert NOTIFY delays a
+	// customer's message); the other queues hold scheduled or rare work.
+	slow := max(cfg.FetchPollInterval, time.Second)
 	queues := map[string]river.QueueConfig{
 		QueueSend:        {MaxWorkers: cfg.SendWorkers},
-		QueueTrack:       {MaxWorkers: cfg.TrackWorkers},
-		QueueMaintenance: {MaxWorkers: 1},
+		QueueTrack:       {MaxWorkers: cfg.TrackWorkers, FetchPollInterval: slow},
+		QueueMaintenance: {MaxWorkers: 1, FetchPollInterval: slow},
 	}
 	var periodic []*river.PeriodicJob
 	if cfg.Retention > 0 {
@@ -155,7 +158,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		}); err != nil {
 			return nil, err
 		}
-		queues[QueueCallback] = river.QueueConfig{MaxWorkers: cfg.CallbackWorkers}
+		queues[QueueCallback] = river.QueueConfig{MaxWorkers: cfg.CallbackWorkers, FetchPollInterval: slow}
 	}
 
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{

@@ -103,7 +103,9 @@ func New(cfg Config) *Receiver {
 		cfg.Ledger = &ledger.Ledger{}
 	}
 	r := &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook")}
-	r.writes = batch.New(cfg.Pool, r.write, batch.Options{MaxBatch: cfg.MaxBatch, Timeout: cfg.Timeout})
+	// 1MSG can wait a few milliseconds for its answer: lingering lets the
+	// statuses of many messages share a transaction even at a modest rate.
+	r.writes = batch.New(cfg.Pool, r.write, batch.Options{MaxBatch: cfg.MaxBatch, Timeout: cfg.Timeout, Linger: 20 * time.Millisecond})
 	return r
 }
 
