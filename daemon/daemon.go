@@ -103,27 +103,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// preflight logs what `cancelnotify check` would report and refuses to
-// start without the template. It returns the template's body text.
-func (d *Daemon) preflight(ctx context.Context) (string, error) {
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	r := preflight.Run(pctx, preflight.Config{API: d.api, Template: d.cfg.Template, Namespace: d.cfg.Namespace,
-		Language: d.cfg.Language, WebhookSecret: d.cfg.WebhookSecret})
-	for _, f := range r.Findings {
-		switch f.Level {
-		case preflight.OK:
-			d.logger.Info("preflight: "+f.Name, "result", f.Detail)
-		default:
-			d.logger.Warn("preflight: "+f.Name+" needs attention", "problem", f.Detail)
-		}
-	}
-	if r.TemplateMissing {
-		return "", fmt.Errorf("%w: %s", preflight.ErrTemplateMissing, r.Detail("template"))
-	}
-	return r.Body, nil
-}
-
 // Notifier is systemd's notify protocol as the daemon uses it.
 type Notifier interface {
 	Ready() error
@@ -243,6 +222,27 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: cfg.PairInterval, Logger: cfg.Logger,
 	})
 	return d, nil
+}
+
+// preflight logs what `cancelnotify check` would report and refuses to
+// start without the template. It returns the template's body text.
+func (d *Daemon) preflight(ctx context.Context) (string, error) {
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r := preflight.Run(pctx, preflight.Config{API: d.api, Template: d.cfg.Template, Namespace: d.cfg.Namespace,
+		Language: d.cfg.Language, WebhookSecret: d.cfg.WebhookSecret})
+	for _, f := range r.Findings {
+		switch f.Level {
+		case preflight.OK:
+			d.logger.Info("preflight: "+f.Name, "result", f.Detail)
+		default:
+			d.logger.Warn("preflight: "+f.Name+" needs attention", "problem", f.Detail)
+		}
+	}
+	if r.TemplateMissing {
+		return "", fmt.Errorf("%w: %s", preflight.ErrTemplateMissing, r.Detail("template"))
+	}
+	return r.Body, nil
 }
 
 func (d *Daemon) closeListeners() {
