@@ -18,6 +18,11 @@ test:
 demo: build
 	./$(BIN) demo
 
+# Throughput, latency and Postgres cost of the daemon (bench/README.md);
+# about 3 minutes; writes bench.json.
+bench: build
+	./$(BIN) bench
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
