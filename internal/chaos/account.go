@@ -50,6 +50,8 @@ type AcceptedMessage struct {
 	Wamid       string
 	OrderNumber string // params[1]
 	Dropped     bool   // accepted, then the connection was closed
+	Status      string // the strongest status WhatsApp reported for it
+	Planned     string // the status WhatsApp ends it with
 }
 
 // PendingJob is a send or track job not finished at the end.
@@ -161,6 +163,7 @@ type Report struct {
 	Duplicates          []string `json:"duplicates"`            // >1 accepted, row not in_doubt
 	InDoubtDuplicates   []string `json:"in_doubt_duplicates"`   // >1 accepted, row in_doubt: allowed
 	AcceptedNotRecorded []string `json:"accepted_not_recorded"` // accepted, no wamid, not in_doubt
+	StatusMismatch      []string `json:"status_mismatch"`       // final status differs from WhatsApp's last word
 	StrayMessages       []string `json:"stray_messages"`        // wamids of messages that belong to no row
 
 	PendingJobs     []PendingJob `json:"pending_jobs"`
@@ -340,6 +343,11 @@ func (r *Report) accountMessages(row OutboxRow, ms []AcceptedMessage) {
 	if len(ms) == 1 {
 		r.SentExactlyOnce++
 	}
+	for _, m := range ms {
+		if m.Wamid == row.Wamid && m.Status != "" && m.Status != row.Status && row.Status != statusInDoubt {
+			r.StatusMismatch = append(r.StatusMismatch, fmt.Sprintf("%s (%s, WhatsApp said %s)", row.EventID, row.Status, m.Status))
+		}
+	}
 }
 
 func orNone(status string) string {
@@ -371,6 +379,7 @@ func (r *Report) judge() {
 	zero("duplicates (>1 accepted, not in_doubt)", r.Duplicates)
 	zero("accepted but not recorded (no wamid, not in_doubt)", r.AcceptedNotRecorded)
 	zero("accepted messages that belong to no row", r.StrayMessages)
+	zero("final status differs from WhatsApp's last report", r.StatusMismatch)
 	zero("invalid rows not rejected", r.InvalidNotRejected)
 	zero("valid rows rejected", r.ValidRejected)
 	r.Checks = append(r.Checks, Check{Name: "send/track jobs still pending", Got: fmt.Sprint(len(r.PendingJobs)), Want: "0", OK: len(r.PendingJobs) == 0})
@@ -397,7 +406,7 @@ func (r *Report) Failed() []Check {
 func (r *Report) ProblemEventIDs(limit int) []string {
 	var out []string
 	seen := map[string]bool{}
-	for _, list := range [][]string{r.Duplicates, r.AcceptedNotRecorded, r.SentUnknownWamid, r.RolledBackSent,
+	for _, list := range [][]string{r.Duplicates, r.AcceptedNotRecorded, r.StatusMismatch, r.SentUnknownWamid, r.RolledBackSent,
 		r.LostCommits, r.NotFinal, r.UnbelievedRows, r.InvalidNotRejected, r.ValidRejected} {
 		for _, entry := range list {
 			id := firstField(entry)

@@ -64,6 +64,18 @@ func TestAccount(t *testing.T) {
 			},
 		},
 		{
+			name: "a status WhatsApp reported never reached the row",
+			facts: func() *run {
+				r := healthy()
+				r.f.Messages[0].Status = "read"   // e1 is read, as WhatsApp said
+				r.f.Messages[1].Status = "read"   // e2 stopped at delivered: the read was lost
+				r.f.Messages[2].Status = "failed" // e4
+				return r
+			},
+			failed: []string{"final status differs from WhatsApp's last report"},
+			check:  wantList(func(r *Report) []string { return r.StatusMismatch }, "e2 (delivered, WhatsApp said read)"),
+		},
+		{
 			name: "a commit the writer saw acknowledged is missing from the outbox",
 			facts: func() *run {
 				return healthy().write("e6", "1000006", KindValid, OutcomeCommitted)

@@ -85,6 +85,8 @@ func Render(w io.Writer, r *Report) error {
 	ids("accepted, not recorded", r.AcceptedNotRecorded)
 	must("accepted messages that belong to no row", len(r.StrayMessages), "accepted messages that belong to no row")
 	ids("stray wamids", r.StrayMessages)
+	must("final status differs from WhatsApp's last report", len(r.StatusMismatch), "final status differs from WhatsApp's last report")
+	ids("status mismatch", r.StatusMismatch)
 
 	section("REJECTED rows by reason")
 	if len(r.RejectedByCode) == 0 {

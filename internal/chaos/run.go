@@ -333,6 +333,7 @@ func (r *runner) runActions(ctx context.Context, start time.Time, actions []Acti
 // left, or Timeout after the faults ended.
 func (r *runner) awaitQuiescence(ctx context.Context, w *oms, total int, writersDone <-chan struct{}, actionsDone <-chan error) (bool, error) {
 	var deadline, lastLine time.Time
+	sandboxQuiet := false // the sandbox had said all it will at the previous tick
 	wDone, aDone := false, false
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -369,8 +370,17 @@ func (r *runner) awaitQuiescence(ctx context.Context, w *oms, total int, writers
 			continue
 		}
 		if p.settled == p.outbox && p.pending == 0 {
-			r.logf("quiescent: %d rows settled, no job pending", p.outbox)
-			return true, nil
+			// Delivered is final, yet a read may still be on its way: wait
+			// until WhatsApp has said all it will, then for the ledger to
+			// catch up on the next tick.
+			done, err := r.sb.settled(ctx)
+			if err == nil && done && sandboxQuiet {
+				r.logf("quiescent: %d rows settled, no job pending, no status on its way", p.outbox)
+				return true, nil
+			}
+			sandboxQuiet = err == nil && done
+		} else {
+			sandboxQuiet = false
 		}
 		if time.Now().After(deadline) {
 			r.logf("not quiescent after %s: %d of %d rows settled, %d jobs pending", r.cfg.Timeout, p.settled, p.outbox, p.pending)

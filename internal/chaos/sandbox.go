@@ -24,6 +24,26 @@ func newSandboxClient(base string) *sandboxClient {
 	return &sandboxClient{base: base, http: &http.Client{Timeout: time.Minute}}
 }
 
+// settled reports whether WhatsApp (the sandbox) has said all it will: every
+// message reached its planned status and no ack is still on its way to the
+// daemon's webhook.
+func (c *sandboxClient) settled(ctx context.Context) (bool, error) {
+	st, err := c.stats(ctx)
+	if err != nil || st.PushesPending > 0 {
+		return false, err
+	}
+	msgs, err := c.messages(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range msgs {
+		if m.Status != m.Planned {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // waitReady waits until the sandbox answers its stats.
 func (c *sandboxClient) waitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -60,7 +80,7 @@ func (c *sandboxClient) messages(ctx context.Context) ([]AcceptedMessage, error)
 	}
 	out := make([]AcceptedMessage, len(msgs))
 	for i, m := range msgs {
-		out[i] = AcceptedMessage{Wamid: m.ID, Dropped: m.Dropped}
+		out[i] = AcceptedMessage{Wamid: m.ID, Dropped: m.Dropped, Status: m.Status, Planned: m.Planned}
 		if len(m.Params) > 1 {
 			out[i].OrderNumber = m.Params[1] // {{2}} is the order number
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,6 +43,18 @@ type pusher struct {
 	full    chan struct{} // a whole batch is pending: do not wait for the window
 	jobs    chan *pushJob
 	client  *http.Client
+	// outstanding counts push jobs created and not yet finished (delivered,
+	// dropped or made stale by a reset), retries included.
+	outstanding atomic.Int64
+}
+
+// pendingAcks returns how much is still on its way to the webhooks: acks
+// waiting for their batch plus POSTs not finished.
+func (p *pusher) pendingAcks() int64 {
+	p.mu.Lock()
+	n := int64(len(p.pending))
+	p.mu.Unlock()
+	return n + p.outstanding.Load()
 }
 
 func newPusher(workers int) *pusher {
@@ -134,9 +147,11 @@ func (s *Server) flushAcks(ctx context.Context, items []ackItem) {
 		now := time.Now()
 		for _, u := range set.WebhookURLs {
 			job := &pushJob{gen: gen, url: u, body: body, acks: n, first: now}
+			s.push.outstanding.Add(1)
 			select {
 			case s.push.jobs <- job:
 			case <-ctx.Done():
+				s.push.outstanding.Add(-1)
 				return
 			}
 		}
@@ -230,6 +245,12 @@ func (s *Server) pushWorker(ctx context.Context) {
 // WebhookRetryFor has passed since the first attempt; then the job is
 // dropped and counted.
 func (s *Server) deliver(ctx context.Context, job *pushJob) {
+	retrying := false
+	defer func() {
+		if !retrying {
+			s.push.outstanding.Add(-1)
+		}
+	}()
 	s.mu.Lock()
 	stale := job.gen != s.gen
 	s.mu.Unlock()
@@ -265,6 +286,7 @@ func (s *Server) deliver(ctx context.Context, job *pushJob) {
 	s.log.Debug("sandbox: webhook push failed, will retry", "url", job.url,
 		"attempt", job.attempt+1, "in", backoff, "err", err)
 	job.attempt++
+	retrying = true
 	s.sched.at(next, func() { s.requeue(ctx, job) })
 }
 

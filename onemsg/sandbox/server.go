@@ -173,7 +173,9 @@ func (s *Server) Settings() Settings {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats.clone()
+	st := s.stats.clone()
+	st.PushesPending = s.push.pendingAcks()
+	return st
 }
 
 // Messages returns every accepted message in acceptance order.

@@ -185,6 +185,9 @@ type Stats struct {
 	AcksPushed           int64 `json:"acksPushed"`
 	WebhookPushFailures  int64 `json:"webhookPushFailures"`
 	WebhookPushesDropped int64 `json:"webhookPushesDropped"`
+	// PushesPending is what is still on its way to the webhooks: acks
+	// waiting for their batch plus POSTs not finished (retries included).
+	PushesPending int64 `json:"pushesPending"`
 
 	// AcceptedByPhone counts accepted messages per recipient.
 	AcceptedByPhone map[string]int `json:"acceptedByPhone"`
