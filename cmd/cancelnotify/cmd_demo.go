@@ -213,7 +213,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	st := sb.Stats()
 	fmt.Fprintf(out, "\nsandbox: %d sendTemplate requests, %d messages accepted, %d statuses pushed to the webhook, %d hookInfo polls. Done in %s.\n",
 		st.SendRequests, st.Accepted, st.AcksPushed, st.HookInfoCalls, time.Since(start).Round(100*time.Millisecond))
-	fmt.Fprintf(out, "Look closer: cancelnotify status --schema %s order-10482-cancelled\n", schema)
+	fmt.Fprintf(out, "Look closer: ./bin/cancelnotify status --database-url %s --schema %s order-10482-cancelled\n", redactDSN(url), schema)
 	if !finished {
 		return errors.New("not every row reached a final status in time; see the table above")
 	}
