@@ -78,8 +78,10 @@ func (TrackArgs) InsertOpts() river.InsertOpts {
 const (
 	// Attempts are consumed only by unexpected errors (database trouble,
 	// bugs): 1MSG outages and throttling snooze, which costs no attempt.
-	sendMaxAttempts  = 25
-	trackMaxAttempts = 25
+	// With pauses capped at a minute (NextRetry), 100 attempts ride out
+	// about an hour and a half of database trouble.
+	sendMaxAttempts  = 100
+	trackMaxAttempts = 100
 )
 
 // snoozes returns how often a job was snoozed so far (River counts them in

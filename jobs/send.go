@@ -57,6 +57,14 @@ type SendWorker struct {
 	afterSend func(ctx context.Context) error
 }
 
+// NextRetry keeps pauses short after an unexpected error (the database
+// went away, mostly): 1s doubling to a minute, not River's default that
+// reaches 81s at the third error. A customer's message should follow the
+// database back within a minute.
+func (w *SendWorker) NextRetry(job *river.Job[SendArgs]) time.Time {
+	return time.Now().Add(jitter(backoff(len(job.Errors), time.Second, time.Minute)))
+}
+
 // Timeout bounds one attempt: reconciliation, the send and the writes.
 func (w *SendWorker) Timeout(*river.Job[SendArgs]) time.Duration { return w.timeout }
 

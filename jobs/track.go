@@ -35,6 +35,11 @@ type TrackWorker struct {
 	logger   *slog.Logger
 }
 
+// NextRetry: as for sends, errors are the database's; retry soon.
+func (w *TrackWorker) NextRetry(job *river.Job[TrackArgs]) time.Time {
+	return time.Now().Add(jitter(backoff(len(job.Errors), time.Second, time.Minute)))
+}
+
 // Timeout bounds one poll.
 func (w *TrackWorker) Timeout(*river.Job[TrackArgs]) time.Duration { return w.timeout }
 
