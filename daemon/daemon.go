@@ -191,11 +191,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		pool.Close()
 		return nil, err
 	}
-	onChange := []ledger.ChangeFunc{jobs.StopTracking(d.river)}
-	if cfg.CallbackURL != "" {
-		onChange = append(onChange, jobs.Callbacks(d.river, cfg.Schema))
-	}
-	d.ledger.OnChange = ledger.Chain(onChange...)
+	d.ledger.OnChange = jobs.OnChange(d.river, cfg.Schema, cfg.CallbackURL != "")
 	if cfg.WebhookSecret != "" {
 		if cfg.WebhookAddr == "" {
 			cfg.WebhookAddr = "127.0.0.1:8080"
@@ -260,15 +256,6 @@ func (d *Daemon) AdminURL() string {
 	}
 	return "http://" + d.adminLn.Addr().String()
 }
-
-// Metrics returns the daemon's metrics.
-func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
-
-// Pool returns the daemon's database pool (search_path set to the schema).
-func (d *Daemon) Pool() *pgxpool.Pool { return d.pool }
-
-// River returns the River client.
-func (d *Daemon) River() *river.Client[pgx.Tx] { return d.river }
 
 // Relay returns the outbox relay.
 func (d *Daemon) Relay() *outbox.Relay { return d.relay }

@@ -182,6 +182,17 @@ func StopTracking(deleter interface {
 	}
 }
 
+// OnChange is what every writer of statuses (the daemon, the operator
+// commands) must do in the transaction of a change: stop tracking what is
+// final and, when a CRM callback is configured, enqueue its delivery.
+func OnChange(client *river.Client[pgx.Tx], schema string, callbacks bool) ledger.ChangeFunc {
+	fns := []ledger.ChangeFunc{StopTracking(client)}
+	if callbacks {
+		fns = append(fns, Callbacks(client, schema))
+	}
+	return ledger.Chain(fns...)
+}
+
 // HookReport turns a hookInfo entry (a Meta status object) into a report.
 func HookReport(h onemsg.Hook) ledger.Report {
 	r := ledger.Report{Wamid: h.ID, Status: h.Status, OccurredAt: h.Timestamp.Time, Detail: h.Raw}

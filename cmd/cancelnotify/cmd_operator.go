@@ -17,9 +17,22 @@ import (
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
-// openOperator connects for an operator command. Changes it makes enqueue
-// CRM callbacks like the daemon's do when CANCELNOTIFY_CALLBACK_URL is set.
-func openOperator(ctx context.Context, url, schema, callbackURL string) (*operator.Operator, func(), error) {
+// operatorOptions are the settings of the commands that change rows.
+type operatorOptions struct {
+	db       dbOptions
+	callback *option
+}
+
+func addOperatorOptions(s *settings) operatorOptions {
+	return operatorOptions{
+		db:       addDBOptions(s, ""),
+		callback: s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "as for run: changes made here are called back to the CRM too"),
+	}
+}
+
+// open connects for an operator command. Its changes have the effects the
+// daemon's have (jobs.OnChange). Call after the settings are checked.
+func (o operatorOptions) open(ctx context.Context, url, schema string) (*operator.Operator, func(), error) {
 	pool, err := cnsql.Open(ctx, url, schema, 4)
 	if err != nil {
 		return nil, nil, err
@@ -34,11 +47,7 @@ func openOperator(ctx context.Context, url, schema, callbackURL string) (*operat
 		pool.Close()
 		return nil, nil, err
 	}
-	onChange := []ledger.ChangeFunc{jobs.StopTracking(client)}
-	if callbackURL != "" {
-		onChange = append(onChange, jobs.Callbacks(client, schema))
-	}
-	l := &ledger.Ledger{Schema: schema, OnChange: ledger.Chain(onChange...)}
+	l := &ledger.Ledger{Schema: schema, OnChange: jobs.OnChange(client, schema, strings.TrimSpace(o.callback.raw) != "")}
 	who := "unknown"
 	if u, err := user.Current(); err == nil {
 		who = u.Username
@@ -49,14 +58,13 @@ func openOperator(ctx context.Context, url, schema, callbackURL string) (*operat
 func cmdRetry(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "retry")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
-	callback := s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "as for run: changes made here are called back to the CRM too")
+	oo := addOperatorOptions(s)
 	status := s.add("", "status", "", "re-drive every notification in this status (failed or expired)")
 	since := s.add("", "since", "0s", "with --status: only those changed within this long, e.g. 2h")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	url, schema := db.values(s)
+	url, schema := oo.db.values(s)
 	window := s.duration(since)
 	var filter *operator.Filter
 	switch {
@@ -74,7 +82,7 @@ func cmdRetry(ctx context.Context, e *env, args []string) error {
 	if err := s.err(); err != nil {
 		return err
 	}
-	op, closeDB, err := openOperator(ctx, url, schema, strings.TrimSpace(callback.raw))
+	op, closeDB, err := oo.open(ctx, url, schema)
 	if err != nil {
 		return err
 	}
@@ -102,15 +110,14 @@ func sinceText(d time.Duration) string {
 func cmdResolve(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "resolve")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
-	callback := s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "as for run: changes made here are called back to the CRM too")
+	oo := addOperatorOptions(s)
 	sent := s.add("", "sent", "", "the message did go out: its wamid (from the 1MSG dashboard or GET /messages)")
 	resend := s.addBool("", "resend", false, "the message did not go out: send it again")
 	abandon := s.addBool("", "abandon", false, "give up: mark it failed without sending")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	url, schema := db.values(s)
+	url, schema := oo.db.values(s)
 	r := operator.Resolution{SentAs: strings.TrimSpace(sent.raw), Resend: s.boolean(resend), Abandon: s.boolean(abandon)}
 	if fs.NArg() != 1 {
 		return usageError("name one in_doubt event: cancelnotify resolve EVENT_ID --sent WAMID | --resend | --abandon")
@@ -118,7 +125,7 @@ func cmdResolve(ctx context.Context, e *env, args []string) error {
 	if err := s.err(); err != nil {
 		return err
 	}
-	op, closeDB, err := openOperator(ctx, url, schema, strings.TrimSpace(callback.raw))
+	op, closeDB, err := oo.open(ctx, url, schema)
 	if err != nil {
 		return err
 	}
