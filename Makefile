@@ -18,7 +18,7 @@ test:
 demo: build
 	./$(BIN) demo
 
-# Throughput, latency and Postgres cost of the daemon (bench/README.md);
+# Throughput, latency and Postgres cost of the daemon (README.md, "Benchmark");
 # about 3 minutes; writes bench.json.
 bench: build
 	./$(BIN) bench

@@ -13,8 +13,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
-	"github.com/cancelnotify/cancelnotify/batch"
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
 // Config configures the River client and its workers.
@@ -123,8 +123,8 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: sendTimeout, logger: cfg.Logger,
 		afterSend: cfg.afterSend,
 	}
-	send.starts = batch.New(cfg.Pool, send.startAttempts, batch.Options{})
-	send.accepts = batch.New(cfg.Pool, send.recordAccepted, batch.Options{})
+	send.starts = groupcommit.New(cfg.Pool, send.startAttempts, groupcommit.Options{})
+	send.accepts = groupcommit.New(cfg.Pool, send.recordAccepted, groupcommit.Options{})
 	if err := river.AddWorkerSafely(workers, send); err != nil {
 		return nil, err
 	}

@@ -16,8 +16,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/cancelnotify/cancelnotify/batch"
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
 
@@ -48,8 +48,8 @@ type SendWorker struct {
 	timeout   time.Duration
 	logger    *slog.Logger
 
-	starts  *batch.Writer[int64, *ledger.Notification]
-	accepts *batch.Writer[acceptance, error]
+	starts  *groupcommit.Writer[int64, *ledger.Notification]
+	accepts *groupcommit.Writer[acceptance, error]
 
 	// afterSend, when set by a test, runs between 1MSG's answer and the
 	// transaction that records it; an error returned aborts the attempt

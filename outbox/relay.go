@@ -22,8 +22,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/jobs"
-	"github.com/cancelnotify/cancelnotify/ledger"
 )
 
 // JobInserter inserts River jobs in the caller's transaction;

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
 // EventTypeOrderCancelled is the only event type this version handles.

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cancelnotify/cancelnotify/bench"
+	"github.com/cancelnotify/cancelnotify/internal/bench"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/onemsg"
-	"github.com/cancelnotify/cancelnotify/preflight"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 

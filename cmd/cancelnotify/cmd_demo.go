@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cancelnotify/cancelnotify/daemon"
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/daemon"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"

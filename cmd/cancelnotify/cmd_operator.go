@@ -11,9 +11,9 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/redrive"
 	"github.com/cancelnotify/cancelnotify/jobs"
-	"github.com/cancelnotify/cancelnotify/ledger"
-	"github.com/cancelnotify/cancelnotify/operator"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
@@ -32,7 +32,7 @@ func addOperatorOptions(s *settings) operatorOptions {
 
 // open connects for an operator command. Its changes have the effects the
 // daemon's have (jobs.OnChange). Call after the settings are checked.
-func (o operatorOptions) open(ctx context.Context, url, schema string) (*operator.Operator, func(), error) {
+func (o operatorOptions) open(ctx context.Context, url, schema string) (*redrive.Operator, func(), error) {
 	pool, err := cnsql.Open(ctx, url, schema, 4)
 	if err != nil {
 		return nil, nil, err
@@ -52,7 +52,7 @@ func (o operatorOptions) open(ctx context.Context, url, schema string) (*operato
 	if u, err := user.Current(); err == nil {
 		who = u.Username
 	}
-	return &operator.Operator{Pool: pool, Jobs: client, Ledger: l, Who: who}, pool.Close, nil
+	return &redrive.Operator{Pool: pool, Jobs: client, Ledger: l, Who: who}, pool.Close, nil
 }
 
 func cmdRetry(ctx context.Context, e *env, args []string) error {
@@ -66,7 +66,7 @@ func cmdRetry(ctx context.Context, e *env, args []string) error {
 	}
 	url, schema := oo.db.values(s)
 	window := s.duration(since)
-	var filter *operator.Filter
+	var filter *redrive.Filter
 	switch {
 	case status.raw != "" && fs.NArg() > 0:
 		s.fail("give EVENT_IDs or --status, not both")
@@ -75,7 +75,7 @@ func cmdRetry(ctx context.Context, e *env, args []string) error {
 		if err != nil || (st != ledger.StatusFailed && st != ledger.StatusExpired) {
 			s.fail("--status %q: retry re-drives failed or expired notifications", status.raw)
 		}
-		filter = &operator.Filter{Statuses: []ledger.Status{st}, Since: window, Limit: 10000}
+		filter = &redrive.Filter{Statuses: []ledger.Status{st}, Since: window, Limit: 10000}
 	case fs.NArg() == 0:
 		return usageError("name the events to retry (cancelnotify retry EVENT_ID…) or select them (cancelnotify retry --status failed --since 2h)")
 	}
@@ -89,7 +89,7 @@ func cmdRetry(ctx context.Context, e *env, args []string) error {
 	defer closeDB()
 	ids := fs.Args()
 	if filter != nil {
-		if ids, err = operator.Find(ctx, op.Pool, *filter); err != nil {
+		if ids, err = redrive.Find(ctx, op.Pool, *filter); err != nil {
 			return err
 		}
 		if len(ids) == 0 {
@@ -118,7 +118,7 @@ func cmdResolve(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	url, schema := oo.db.values(s)
-	r := operator.Resolution{SentAs: strings.TrimSpace(sent.raw), Resend: s.boolean(resend), Abandon: s.boolean(abandon)}
+	r := redrive.Resolution{SentAs: strings.TrimSpace(sent.raw), Resend: s.boolean(resend), Abandon: s.boolean(abandon)}
 	if fs.NArg() != 1 {
 		return usageError("name one in_doubt event: cancelnotify resolve EVENT_ID --sent WAMID | --resend | --abandon")
 	}
@@ -130,12 +130,12 @@ func cmdResolve(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeDB()
-	return report(e, "resolve", "settled", []operator.Outcome{op.Resolve(ctx, fs.Arg(0), r)})
+	return report(e, "resolve", "settled", []redrive.Outcome{op.Resolve(ctx, fs.Arg(0), r)})
 }
 
 // report prints one line per outcome and a summary; it fails when any
 // outcome failed.
-func report(e *env, verb, done string, outs []operator.Outcome) error {
+func report(e *env, verb, done string, outs []redrive.Outcome) error {
 	var failed []string
 	ok := 0
 	for _, o := range outs {

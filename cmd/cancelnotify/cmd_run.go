@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cancelnotify/cancelnotify/daemon"
+	"github.com/cancelnotify/cancelnotify/internal/daemon"
+	"github.com/cancelnotify/cancelnotify/internal/preflight"
+	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
 	"github.com/cancelnotify/cancelnotify/onemsg"
-	"github.com/cancelnotify/cancelnotify/preflight"
-	"github.com/cancelnotify/cancelnotify/sdnotify"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cancelnotify/cancelnotify/ledger"
-	"github.com/cancelnotify/cancelnotify/operator"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/redrive"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
@@ -68,7 +68,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		}
 		v, text = ev, ev.print
 	case len(statuses) > 0:
-		list, err := readList(ctx, pool, operator.Filter{Statuses: statuses, Since: window, Limit: n})
+		list, err := readList(ctx, pool, redrive.Filter{Statuses: statuses, Since: window, Limit: n})
 		if err != nil {
 			return err
 		}
@@ -156,8 +156,8 @@ type listEntry struct {
 
 type list []listEntry
 
-func readList(ctx context.Context, pool *pgxpool.Pool, f operator.Filter) (list, error) {
-	ids, err := operator.Find(ctx, pool, f)
+func readList(ctx context.Context, pool *pgxpool.Pool, f redrive.Filter) (list, error) {
+	ids, err := redrive.Find(ctx, pool, f)
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/onemsg"
-	"github.com/cancelnotify/cancelnotify/webhook"
 )
 
 // cmdWebhook registers the daemon's webhook with 1MSG, or shows what 1MSG

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/outbox"
 )
 

@@ -1,4 +1,4 @@
-// Package batch groups concurrent writes into shared transactions: group
+// Package groupcommit groups concurrent writes into shared transactions: group
 // commit in the application. Callers that arrive while a transaction is in
 // flight wait and go together into the next one, so under load many
 // writes cost one commit, and an idle system commits each write at once.
@@ -8,7 +8,7 @@
 // announces every status change. Batching is what keeps that lock, and the
 // commit rate, independent of the message rate. The webhook receiver and
 // the send worker use it.
-package batch
+package groupcommit
 
 import (
 	"context"

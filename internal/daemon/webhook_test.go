@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/jobs"
-	"github.com/cancelnotify/cancelnotify/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 )
 

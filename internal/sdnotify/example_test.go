@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cancelnotify/cancelnotify/sdnotify"
+	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
 )
 
 // A daemon's life under systemd: READY=1 once it serves, WATCHDOG=1 from the

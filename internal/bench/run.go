@@ -16,9 +16,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
-	"github.com/cancelnotify/cancelnotify/webhook"
 )
 
 // idleWindow is how long the daemon's idle cost is measured.

@@ -24,8 +24,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cancelnotify/cancelnotify/batch"
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
 
@@ -80,7 +80,7 @@ type Stats struct {
 type Receiver struct {
 	cfg    Config
 	logger *slog.Logger
-	writes *batch.Writer[[]ledger.Report, struct{}]
+	writes *groupcommit.Writer[[]ledger.Report, struct{}]
 
 	requests                                   [6]atomic.Int64
 	statuses, unknown, unmapped, inbound, txns atomic.Int64
@@ -105,7 +105,7 @@ func New(cfg Config) *Receiver {
 	r := &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook")}
 	// 1MSG can wait a few milliseconds for its answer: lingering lets the
 	// statuses of many messages share a transaction even at a modest rate.
-	r.writes = batch.New(cfg.Pool, r.write, batch.Options{MaxBatch: cfg.MaxBatch, Timeout: cfg.Timeout, Linger: 20 * time.Millisecond})
+	r.writes = groupcommit.New(cfg.Pool, r.write, groupcommit.Options{MaxBatch: cfg.MaxBatch, Timeout: cfg.Timeout, Linger: 20 * time.Millisecond})
 	return r
 }
 

@@ -20,14 +20,14 @@ import (
 	"github.com/riverqueue/river"
 	"golang.org/x/time/rate"
 
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/metrics"
+	"github.com/cancelnotify/cancelnotify/internal/preflight"
+	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/jobs"
-	"github.com/cancelnotify/cancelnotify/ledger"
-	"github.com/cancelnotify/cancelnotify/metrics"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/outbox"
-	"github.com/cancelnotify/cancelnotify/preflight"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
-	"github.com/cancelnotify/cancelnotify/webhook"
 )
 
 // Config is everything the daemon needs. cmd/cancelnotify fills it from the

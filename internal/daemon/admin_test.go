@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cancelnotify/cancelnotify/daemon"
-	"github.com/cancelnotify/cancelnotify/preflight"
+	"github.com/cancelnotify/cancelnotify/internal/daemon"
+	"github.com/cancelnotify/cancelnotify/internal/preflight"
 )
 
 func get(t *testing.T, url, user, pass string) (int, string) {

@@ -1,9 +1,9 @@
-// Package operator holds the actions an on-call operator takes on
+// Package redrive holds the actions an on-call operator takes on
 // notifications: re-driving failed or expired ones, and settling those held
 // in_doubt. Every action is one transaction that changes the row, appends
 // an `operator` event to its history and enqueues the River job that
 // carries it out, so an action is never half done.
-package operator
+package redrive
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/jobs"
-	"github.com/cancelnotify/cancelnotify/ledger"
 )
 
 // JobInserter inserts River jobs in the caller's transaction;

@@ -1,4 +1,4 @@
-package operator_test
+package redrive_test
 
 import (
 	"context"
@@ -14,15 +14,15 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
-	"github.com/cancelnotify/cancelnotify/ledger"
-	"github.com/cancelnotify/cancelnotify/operator"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/redrive"
 )
 
 type fixture struct {
 	t    *testing.T
 	pool *pgxpool.Pool
 	l    *ledger.Ledger
-	op   *operator.Operator
+	op   *redrive.Operator
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -33,7 +33,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	l := &ledger.Ledger{Schema: schema}
-	return &fixture{t: t, pool: pool, l: l, op: &operator.Operator{Pool: pool, Jobs: client, Ledger: l, Who: "test"}}
+	return &fixture{t: t, pool: pool, l: l, op: &redrive.Operator{Pool: pool, Jobs: client, Ledger: l, Who: "test"}}
 }
 
 // row creates an outbox row and its notification, brought to status.
@@ -106,7 +106,7 @@ func TestRetry(t *testing.T) {
 	ctx := context.Background()
 
 	out := f.op.Retry(ctx, []string{failed, expired, read, sending, "order-404-cancelled"})
-	for i, want := range []error{nil, nil, operator.ErrNotAllowed, operator.ErrNotAllowed, nil} {
+	for i, want := range []error{nil, nil, redrive.ErrNotAllowed, redrive.ErrNotAllowed, nil} {
 		got := out[i].Err
 		switch {
 		case want == nil && i < 2 && got != nil:
@@ -167,11 +167,11 @@ func TestFind(t *testing.T) {
 	if _, err := f.pool.Exec(context.Background(), "UPDATE notification SET updated_at = now() - interval '3 hours' WHERE event_id = $1", old); err != nil {
 		t.Fatal(err)
 	}
-	got, err := operator.Find(context.Background(), f.pool, operator.Filter{Statuses: []ledger.Status{ledger.StatusFailed}, Since: 2 * time.Hour})
+	got, err := redrive.Find(context.Background(), f.pool, redrive.Filter{Statuses: []ledger.Status{ledger.StatusFailed}, Since: 2 * time.Hour})
 	if err != nil || !slices.Equal(got, []string{a}) {
 		t.Errorf("Find = %v, %v; want only the recent failed row", got, err)
 	}
-	all, _ := operator.Find(context.Background(), f.pool, operator.Filter{})
+	all, _ := redrive.Find(context.Background(), f.pool, redrive.Filter{})
 	if len(all) != 3 {
 		t.Errorf("Find with no filter = %v", all)
 	}
@@ -186,7 +186,7 @@ func TestResolve(t *testing.T) {
 	abandon := f.row(3, ledger.StatusInDoubt)
 	read := f.row(4, ledger.StatusRead)
 
-	if o := f.op.Resolve(ctx, sent, operator.Resolution{SentAs: "wamid.found"}); o.Err != nil || o.To != ledger.StatusSent {
+	if o := f.op.Resolve(ctx, sent, redrive.Resolution{SentAs: "wamid.found"}); o.Err != nil || o.To != ledger.StatusSent {
 		t.Errorf("--sent: %+v", o)
 	}
 	if n := f.get(sent); n.Status != ledger.StatusSent || n.Wamid != "wamid.found" {
@@ -198,14 +198,14 @@ func TestResolve(t *testing.T) {
 		t.Errorf("%d track jobs for the confirmed wamid, want 1", tracks)
 	}
 
-	if o := f.op.Resolve(ctx, resend, operator.Resolution{Resend: true}); o.Err != nil || o.To != ledger.StatusQueued {
+	if o := f.op.Resolve(ctx, resend, redrive.Resolution{Resend: true}); o.Err != nil || o.To != ledger.StatusQueued {
 		t.Errorf("--resend: %+v", o)
 	}
 	if got := f.sendJobs(resend); !slices.Equal(got, []int{1}) {
 		t.Errorf("--resend: send jobs %v", got)
 	}
 
-	if o := f.op.Resolve(ctx, abandon, operator.Resolution{Abandon: true}); o.Err != nil {
+	if o := f.op.Resolve(ctx, abandon, redrive.Resolution{Abandon: true}); o.Err != nil {
 		t.Errorf("--abandon: %+v", o)
 	}
 	if n := f.get(abandon); n.Status != ledger.StatusFailed || n.ErrorCode != "abandoned" {
@@ -215,10 +215,10 @@ func TestResolve(t *testing.T) {
 		t.Errorf("--abandon enqueued sends %v", got)
 	}
 
-	if o := f.op.Resolve(ctx, read, operator.Resolution{Resend: true}); !errors.Is(o.Err, operator.ErrNotAllowed) {
+	if o := f.op.Resolve(ctx, read, redrive.Resolution{Resend: true}); !errors.Is(o.Err, redrive.ErrNotAllowed) {
 		t.Errorf("resolve on a read row: %v", o.Err)
 	}
-	if o := f.op.Resolve(ctx, resend, operator.Resolution{Resend: true, Abandon: true}); o.Err == nil {
+	if o := f.op.Resolve(ctx, resend, redrive.Resolution{Resend: true, Abandon: true}); o.Err == nil {
 		t.Error("two resolutions at once accepted")
 	}
 	if n := f.get(read); n.Status != ledger.StatusRead {

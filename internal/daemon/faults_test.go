@@ -12,9 +12,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cancelnotify/cancelnotify/daemon"
+	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 )
 

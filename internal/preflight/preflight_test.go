@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
+	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
-	"github.com/cancelnotify/cancelnotify/preflight"
 )
 
 const secret = "preflight-secret-0123456789"

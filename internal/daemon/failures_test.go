@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 )
 

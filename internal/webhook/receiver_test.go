@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
-	"github.com/cancelnotify/cancelnotify/ledger"
-	"github.com/cancelnotify/cancelnotify/webhook"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/webhook"
 )
 
 const (

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
-	"github.com/cancelnotify/cancelnotify/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
 // Prune deletes only what is old and final, with its outbox row and events.

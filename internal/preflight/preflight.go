@@ -14,9 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
-	"github.com/cancelnotify/cancelnotify/webhook"
 )
 
 // API is what the checks read from 1MSG; *onemsg.Client implements it.

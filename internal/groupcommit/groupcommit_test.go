@@ -1,4 +1,4 @@
-package batch_test
+package groupcommit_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cancelnotify/cancelnotify/batch"
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
+	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 )
 
 // Concurrent callers share transactions; each gets its own result; a
@@ -23,7 +23,7 @@ func TestGroupCommit(t *testing.T) {
 	if _, err := pool.Exec(ctx, "CREATE TABLE t (v int PRIMARY KEY)"); err != nil {
 		t.Fatal(err)
 	}
-	w := batch.New(pool, func(ctx context.Context, tx pgx.Tx, items []int) ([]string, error) {
+	w := groupcommit.New(pool, func(ctx context.Context, tx pgx.Tx, items []int) ([]string, error) {
 		for _, v := range items {
 			if v < 0 {
 				return nil, fmt.Errorf("negative %d", v) // rolls the whole batch back
@@ -38,7 +38,7 @@ func TestGroupCommit(t *testing.T) {
 			out[i] = fmt.Sprint("ok ", v)
 		}
 		return out, nil
-	}, batch.Options{MaxBatch: 50})
+	}, groupcommit.Options{MaxBatch: 50})
 
 	const n = 400
 	run := func(bad func(i int) bool) ([]string, []error) {
@@ -98,10 +98,10 @@ func TestWithdraw(t *testing.T) {
 	t.Parallel()
 	pool, _ := dbtest.New(t)
 	release := make(chan struct{})
-	w := batch.New(pool, func(ctx context.Context, tx pgx.Tx, items []int) ([]int, error) {
+	w := groupcommit.New(pool, func(ctx context.Context, tx pgx.Tx, items []int) ([]int, error) {
 		<-release
 		return items, nil
-	}, batch.Options{InFlight: 1})
+	}, groupcommit.Options{InFlight: 1})
 	ctx := context.Background()
 	first := make(chan error, 1)
 	go func() { _, err := w.Do(ctx, 1); first <- err }()
