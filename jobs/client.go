@@ -48,8 +48,8 @@ type Config struct {
 	// River's own retention of finished jobs (River's defaults: 24h, 24h, 7d).
 	CompletedJobRetention, CancelledJobRetention, DiscardedJobRetention time.Duration
 
-	// River tuning; see river.md §6.4: River's defaults (100ms, 1s) give a
-	// p99 pickup latency of ~300ms, these give ~10ms.
+	// River tuning. River's defaults (FetchCooldown 100ms, FetchPollInterval
+	// 1s) give a p99 pickup latency of ~300ms; these give ~10ms.
 	FetchCooldown     time.Duration // default 5ms
 	FetchPollInterval time.Duration // default 200ms
 

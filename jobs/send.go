@@ -33,7 +33,8 @@ type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
-// SendWorker sends one notification's template (design §1, §5).
+// SendWorker sends one notification's template: the data path of
+// docs/architecture.md and the decision table of docs/failures.md.
 type SendWorker struct {
 	river.WorkerDefaults[SendArgs]
 
@@ -435,10 +436,11 @@ func (w *SendWorker) hold(ctx context.Context, job *river.Job[SendArgs], n *ledg
 }
 
 // reconcile settles a row left `sending` by an attempt whose outcome is
-// unknown, using 1MSG's message history (design §5). It returns decided
-// when the job is finished: the message was found (adopted), or the row
-// is held as in_doubt. When the message is provably absent it moves the
-// row back to queued and returns decided=false so the caller sends again.
+// unknown, using 1MSG's message history (docs/failures.md, "Unknown
+// outcome"). It returns decided when the job is finished: the message was
+// found (adopted), or the row is held as in_doubt. When the message is
+// provably absent it moves the row back to queued and returns decided=false
+// so the caller sends again.
 func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n *ledger.Notification) (bool, error) {
 	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID)
 	since := n.CreatedAt

@@ -98,7 +98,7 @@ func kindOfRefusal(code int) ErrorKind {
 }
 
 // metaTitles maps Meta error titles, as 1MSG's acks carry them (text, no
-// code), to their codes (onemsg-api.md §7.2).
+// code), to their codes (docs/onemsg.md, "Error codes").
 var metaTitles = []struct {
 	title string
 	code  int

@@ -8,7 +8,8 @@ import (
 )
 
 // SendTemplateRequest is the body of POST /{channel}/sendTemplate, field for
-// field as 1MSG documents it and the seed example sends it.
+// field as 1MSG documents it and its order-cancellation use case sends it
+// (docs/onemsg.md).
 type SendTemplateRequest struct {
 	Phone     string      `json:"phone"`
 	Template  string      `json:"template"`

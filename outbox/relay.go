@@ -339,7 +339,7 @@ func (r *Relay) decide(x row) (d Decision) {
 	}()
 	if x.payload == nil {
 		return Decision{Status: ledger.StatusRejected, Code: "payload_too_large", Language: r.cfg.Validator.Language,
-			Reason: fmt.Sprintf("payload is %d bytes; at most %d are accepted: send only the fields of design §2", x.size, MaxPayloadBytes)}
+			Reason: tooLargeReason(x.size)}
 	}
 	return r.cfg.Validator.Validate(x.eventType, x.payload)
 }

@@ -19,7 +19,8 @@ import (
 // EventTypeOrderCancelled is the only event type this version handles.
 const EventTypeOrderCancelled = "order.cancelled"
 
-// DefaultBody is the approved template's body text from the seed use case.
+// DefaultBody is the approved template's body text from 1MSG's
+// order-cancellation use case (docs/onemsg.md).
 const DefaultBody = `Hello, {{1}}! Order #{{2}} for "{{3}}" has been cancelled. {{4}}.`
 
 // MaxPayloadBytes: payloads larger than this are rejected without being
@@ -85,6 +86,13 @@ func (d Decision) reject(code, reason string) Decision {
 	return d
 }
 
+// tooLargeReason is the reason of a payload over MaxPayloadBytes; the relay
+// gives it too, for the rows it does not even fetch.
+func tooLargeReason(size int) string {
+	return fmt.Sprintf("payload is %d bytes, over the limit of %d bytes: send only phone, customer_name, order_number, product_name, next_step and optionally language and whatsapp_opt_in",
+		size, MaxPayloadBytes)
+}
+
 func (v Validator) body() string {
 	if v.Body == "" {
 		return DefaultBody
@@ -139,9 +147,7 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 			valQuote(eventType), EventTypeOrderCancelled, EventTypeOrderCancelled))
 	}
 	if len(payload) > MaxPayloadBytes {
-		return d.reject("payload_too_large", fmt.Sprintf(
-			"payload is %d bytes, over the limit of %d bytes: send only phone, customer_name, order_number, product_name, next_step and optionally language and whatsapp_opt_in",
-			len(payload), MaxPayloadBytes))
+		return d.reject("payload_too_large", tooLargeReason(len(payload)))
 	}
 	obj, reason := valDecodeObject(payload)
 	if obj == nil {

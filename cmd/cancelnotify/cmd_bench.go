@@ -11,8 +11,8 @@ import (
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
-// cmdBench runs the benchmark of issue 6 (package bench) and prints its
-// table; the same figures go to --json.
+// cmdBench runs the benchmark (package bench; README.md, "Benchmark") and
+// prints its table; the same figures go to --json.
 func cmdBench(ctx context.Context, e *env, args []string) error {
 	def := bench.Defaults()
 	fs := newFlagSet(e, "bench")

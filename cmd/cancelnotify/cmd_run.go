@@ -69,7 +69,7 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// oneMsgOptions are the 1MSG settings of design §4.
+// oneMsgOptions are the 1MSG settings (README.md, "Configuration").
 type oneMsgOptions struct {
 	apiURL, channel, token, template, namespace, language, timeout *option
 }

@@ -1,7 +1,7 @@
-// Command chaos is the chaos run of issue 4 (`make chaos`, `make
-// chaos-small`): concurrent OMS-like writers insert cancellations while the
-// daemon is SIGKILLed and restarted, Postgres restarts and the 1MSG sandbox
-// injects faults; then it prints one accounting table.
+// Command chaos is the chaos run (README.md, "The chaos run"; `make chaos`,
+// `make chaos-small`): concurrent OMS-like writers insert cancellations while
+// the daemon is SIGKILLed and restarted, Postgres restarts and the 1MSG
+// sandbox injects faults; then it prints one accounting table.
 //
 // main only wires: flags into chaos.Config, the table or JSON out, and the
 // exit code: 0 every must holds, 1 a must failed, 2 the run could not be

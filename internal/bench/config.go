@@ -57,8 +57,9 @@ type Config struct {
 	Live bool
 }
 
-// Defaults returns issue 6's run: 16 connections for 5 s, 20,000 burst
-// cancellations, 80/s for 60 s, a 50 ms sandbox.
+// Defaults returns the run README.md's "Benchmark" describes: 16
+// connections for 5 s, 20,000 burst cancellations, 80/s for 60 s, a 50 ms
+// sandbox.
 func Defaults() Config {
 	return Config{
 		Schema:         "cancelnotify_bench",

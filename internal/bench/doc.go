@@ -1,8 +1,8 @@
 // Package bench measures the cancelnotify daemon against the limit of the
-// Postgres it runs on (issue 6): how many notifications per second it sends
-// when a flash sale cancels thousands of orders at once, how long a single
-// cancellation waits before its WhatsApp request leaves, and what every
-// message costs the OMS's database in commits and WAL.
+// Postgres it runs on (README.md, "Benchmark"): how many notifications per
+// second it sends when a flash sale cancels thousands of orders at once, how
+// long a single cancellation waits before its WhatsApp request leaves, and
+// what every message costs the OMS's database in commits and WAL.
 //
 // The daemon is measured as users run it: `cancelnotify run` in its own
 // process, configured by environment variables, against the 1MSG sandbox

@@ -116,7 +116,7 @@ type DaemonResult struct {
 	Errors       int   `json:"log_errors"`
 }
 
-// Target is one of issue 6's targets beside the figure it judges.
+// Target is one of the benchmark's targets beside the figure it judges.
 type Target struct {
 	Name  string  `json:"name"`
 	Want  string  `json:"want"`
@@ -125,8 +125,8 @@ type Target struct {
 	Pass  bool    `json:"pass"`
 }
 
-// Issue 6's targets for a 2-core machine shared by daemon, sandbox and
-// Postgres.
+// The benchmark's targets (README.md, "What each number means") for a
+// 2-core machine shared by daemon, sandbox and Postgres.
 const (
 	TargetBurstPerSec   = 1000.0 // notifications/s to sent
 	TargetPacedP50Ms    = 10.0   // commit → sendTemplate

@@ -1,7 +1,8 @@
-// Package chaos is the chaos run of issue 4 (`make chaos`): it proves, on
-// the machine's Postgres, that every cancellation the OMS committed reaches a
-// final status and that no customer gets two messages, while the daemon is
-// SIGKILLed and restarted, Postgres restarts and the 1MSG sandbox misbehaves.
+// Package chaos is the chaos run (`make chaos`; README.md, "The chaos run"):
+// it proves, on the machine's Postgres, that every cancellation the OMS
+// committed reaches a final status and that no customer gets two messages,
+// while the daemon is SIGKILLed and restarted, Postgres restarts and the 1MSG
+// sandbox misbehaves.
 //
 // It drives only the built binary (bin/cancelnotify): `migrate`, `sandbox`
 // and `run` are separate processes, as in production, so a kill is a real
@@ -54,8 +55,9 @@ type Config struct {
 	LogDir string // empty: a new temporary directory
 }
 
-// DefaultFaults are issue 4's: 5% 5xx, 5% 429, 2% accepted then the
-// connection dropped, 10% slow answers, duplicate and out-of-order acks.
+// DefaultFaults are the ones README.md's "The chaos run" lists: 5% 5xx,
+// 5% 429, 2% accepted then the connection dropped, 10% slow answers,
+// duplicate and out-of-order acks.
 func DefaultFaults() sandbox.Faults {
 	return sandbox.Faults{
 		Status5xx:      0.05,

@@ -41,7 +41,7 @@ type Config struct {
 	Template  string        // ONEMSG_TEMPLATE
 	Namespace string        // ONEMSG_NAMESPACE
 	Language  string        // ONEMSG_LANGUAGE
-	Body      string        // template body text, for the 1024-character rule; default the seed's
+	Body      string        // template body, for the 1024-character rule; default: the one preflight reads, else outbox.DefaultBody
 
 	RelayBatchSize    int
 	RelayPollInterval time.Duration

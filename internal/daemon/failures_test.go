@@ -39,7 +39,7 @@ func TestValidationAtTheRelay(t *testing.T) {
 		{"blank-step", "empty_text", with("next_step", " \n\t "), ledger.StatusRejected, "payload.next_step"},
 		{"opted-out", "opted_out", with("whatsapp_opt_in", false), ledger.StatusSkipped, "whatsapp_opt_in"},
 		{"json-null", "invalid_json", nil, ledger.StatusRejected, "null"},
-		{"huge", "payload_too_large", with("product_name", strings.Repeat("x", 200_000)), ledger.StatusRejected, "bytes"},
+		{"huge", "payload_too_large", with("product_name", strings.Repeat("x", 200_000)), ledger.StatusRejected, "send only phone, customer_name, order_number, product_name, next_step"},
 		{"bad-lang", "invalid_language", with("language", "english"), ledger.StatusRejected, "payload.language"},
 	}
 	e.insert("good-before", with("phone", "+44 7911 000001"))

@@ -54,7 +54,8 @@ type ApplyResult struct {
 	Unmapped int                     // reports whose status could not be mapped (stored raw)
 }
 
-// Apply records reports in tx under the one rule of design §2: every report
+// Apply records reports in tx under the one rule of docs/database.md ("The
+// status rule"): every report
 // is appended to notification_event; it changes the row's status only when
 // it is stronger than the current one, so duplicates and late or
 // out-of-order reports never downgrade. Timestamps of a status are filled in

@@ -15,8 +15,9 @@ import (
 // Source says where a status came from (notification_event.source).
 type Source string
 
-// Sources of design §2, plus daemon for the daemon's own decisions
-// (queued, sending, in_doubt, rejected, skipped, expired).
+// Sources of a status (notification_event.source, docs/database.md); daemon
+// is for the daemon's own decisions (queued, sending, in_doubt, rejected,
+// skipped, expired).
 const (
 	SourceAPI      Source = "api"
 	SourceWebhook  Source = "webhook"

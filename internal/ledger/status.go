@@ -1,6 +1,7 @@
 // Package ledger owns cancelnotify's record of each notification: the
 // notification and notification_event tables and the one rule that decides
-// how a reported status changes a row (never downgrade, design §2). The
+// how a reported status changes a row (never downgrade; docs/database.md,
+// "The status rule"). The
 // relay, the send and track workers, the webhook receiver and the operator
 // commands all change statuses through this package, so they cannot disagree.
 package ledger
@@ -10,7 +11,7 @@ import "fmt"
 // Status is a notification's status as stored in notification.status.
 type Status string
 
-// The statuses of design §2.
+// The statuses of notification.status (docs/database.md, "Statuses").
 const (
 	StatusQueued    Status = "queued"
 	StatusSending   Status = "sending"
@@ -33,7 +34,7 @@ var Statuses = []Status{
 // rank orders the statuses WhatsApp reports about an accepted message.
 // A status only replaces one of lower rank. expired < failed < delivered
 // because a late failure is more precise than "we stopped waiting", and a
-// delivered after failed happens on multi-device accounts (design §2).
+// delivered after failed happens on multi-device accounts (docs/onemsg.md).
 var rank = map[Status]int{
 	StatusQueued:    0,
 	StatusSending:   1,
@@ -45,7 +46,7 @@ var rank = map[Status]int{
 	StatusRead:      6,
 }
 
-// Valid reports whether s is one of the statuses of design §2.
+// Valid reports whether s is one of the statuses in Statuses.
 func (s Status) Valid() bool {
 	for _, v := range Statuses {
 		if s == v {

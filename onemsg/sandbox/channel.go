@@ -35,9 +35,10 @@ func (s *Server) handleHookInfo(w http.ResponseWriter, r *http.Request, _ map[st
 	writeJSON(w, http.StatusOK, map[string]any{"hooks": hooks})
 }
 
-// historyMessage is a /messages item, with the keys of 1MSG's message
-// objects (reference §4.2). Template sends have type "template": 1MSG's
-// sources list no type for them, and "chat" would claim a free-form text.
+// historyMessage is a /messages item, with the keys of 1MSG's message objects
+// (docs/onemsg.md, "GET /messages"). Template sends have type "template":
+// 1MSG's sources list no type for them, and "chat" would claim a free-form
+// text.
 type historyMessage struct {
 	ID            string  `json:"id"`
 	Body          string  `json:"body"`

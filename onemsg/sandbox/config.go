@@ -147,7 +147,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// The defaults: the template of 1MSG's order-cancellation use case (the seed).
+// The defaults: the template of 1MSG's order-cancellation use case
+// (docs/onemsg.md).
 const (
 	DefaultChannel   = "sandbox"
 	DefaultToken     = "sandbox-token"
@@ -157,7 +158,7 @@ const (
 	DefaultBody      = `Hello, {{1}}! Order #{{2}} for "{{3}}" has been cancelled. {{4}}.`
 )
 
-// DefaultTemplates returns the default channel template: the seed's approved
+// DefaultTemplates returns the default channel template: the use case's approved
 // UTILITY template with four body variables and a static URL button.
 func DefaultTemplates() []Template {
 	return []Template{{

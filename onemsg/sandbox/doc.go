@@ -5,8 +5,8 @@
 // a registered webhook.
 //
 // It is a test instrument. Every answer follows 1MSG and Meta as they publish
-// them (the project's 1MSG reference notes, onemsg-api.md, and 1MSG's
-// order-cancellation use case, "the seed"), never what a particular client
+// them (docs/onemsg.md, with 1MSG's order-cancellation use case and its
+// public sources), never what a particular client
 // happens to send, so a client that passes against the sandbox has been
 // checked against the documented contract and not against itself. Where the
 // sources are silent the choice is written down next to the code that makes
@@ -19,8 +19,8 @@
 //
 // A *Server is an http.Handler. Serve it with httptest.NewServer in tests or
 // with an http.Server from `cancelnotify sandbox`; the channel lives under
-// /{channel}/… exactly as on api.1msg.io, so the seed's Node.js example
-// pointed at the sandbox's URL works unchanged.
+// /{channel}/… exactly as on api.1msg.io, so the Node.js example of 1MSG's
+// use case (docs/onemsg.md) pointed at the sandbox's URL works unchanged.
 //
 // Besides the channel surface the sandbox records what it saw and lets a test
 // inject faults, from Go (Server.Stats, Server.Messages, Server.Requests,

@@ -13,7 +13,8 @@ import (
 	"unicode/utf8"
 )
 
-// Meta's limits and texts for template parameters (reference §7.1, §7.2).
+// Meta's limits and texts for template parameters (docs/onemsg.md, "Meta's
+// rules that 1MSG passes on").
 const (
 	maxHydratedBody = 1024
 	paramTextRule   = "Param text cannot have new-line/tab characters or more than 4 consecutive spaces"
@@ -71,9 +72,10 @@ func badRequest(format string, args ...any) *rejection {
 		body: map[string]any{"error": msg}}
 }
 
-// unprocessable is the seed's HTTP 422 (missing namespace, wrong number of
-// body variables). 1MSG's published specs never show a 422, but the seed use
-// case, written by 1MSG, states it for exactly these two mistakes.
+// unprocessable is the use case's HTTP 422 (missing namespace, wrong number
+// of body variables). 1MSG's published specs never show a 422, but 1MSG's
+// order-cancellation use case states it for exactly these two mistakes
+// (docs/onemsg.md, "POST /sendTemplate").
 func unprocessable(code int, errText, message string) *rejection {
 	return &rejection{status: http.StatusUnprocessableEntity, outcome: OutcomeRejected, code: code,
 		detail: message, body: map[string]any{"sent": false, "error": errText, "message": message}}
@@ -232,7 +234,7 @@ func (s *Server) handleSendTemplate(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	switch last, seen := s.lastByPhone[snd.phone]; {
 	case s.limiter != nil && !s.limiter.AllowN(now, 1):
-		// HTTP 429 as Meta's current table has it (reference §7.2).
+		// HTTP 429 as Meta's current table has it (docs/onemsg.md, "Throughput").
 		rej = s.metaRejectLocked(http.StatusTooManyRequests, OutcomeThrottled, 130429, "Rate limit hit",
 			fmt.Sprintf("Cloud API message throughput has been reached: the channel allows %g messages per second", f.RatePerSecond))
 	case f.PairInterval > 0 && seen && now.Sub(last) < f.PairInterval:
