@@ -112,26 +112,12 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	}
 	cfg.withDefaults()
 
-	// A send attempt makes at most two 1MSG calls (history, send) plus a few
-	// short transactions; a poll makes one call.
-	sendTimeout := 2*cfg.CallTimeout + 15*time.Second
-	trackTimeout := cfg.CallTimeout + 15*time.Second
-
+	sendTimeout := cfg.sendTimeout()
 	workers := river.NewWorkers()
-	send := &SendWorker{
-		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
-		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: sendTimeout, logger: cfg.Logger,
-		afterSend: cfg.afterSend,
-	}
-	send.starts = groupcommit.New(cfg.Pool, send.startAttempts, groupcommit.Options{})
-	send.accepts = groupcommit.New(cfg.Pool, send.recordAccepted, groupcommit.Options{})
-	if err := river.AddWorkerSafely(workers, send); err != nil {
+	if err := river.AddWorkerSafely(workers, newSendWorker(cfg)); err != nil {
 		return nil, err
 	}
-	if err := river.AddWorkerSafely(workers, &TrackWorker{
-		pool: cfg.Pool, ledger: cfg.Ledger, api: cfg.API, trackFor: cfg.TrackFor,
-		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: trackTimeout, logger: cfg.Logger,
-	}); err != nil {
+	if err := river.AddWorkerSafely(workers, newTrackWorker(cfg)); err != nil {
 		return nil, err
 	}
 	// Only sends need a quick fallback poll (a missed insert NOTIFY delays a
@@ -185,4 +171,29 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		return nil, fmt.Errorf("create River client: %w", err)
 	}
 	return client, nil
+}
+
+// sendTimeout bounds a send attempt: at most two 1MSG calls (history,
+// send) plus a few short transactions.
+func (c *Config) sendTimeout() time.Duration { return 2*c.CallTimeout + 15*time.Second }
+
+// newSendWorker returns the send worker of cfg (defaults applied).
+func newSendWorker(cfg Config) *SendWorker {
+	w := &SendWorker{
+		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
+		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: cfg.sendTimeout(), logger: cfg.Logger,
+		afterSend: cfg.afterSend,
+	}
+	w.starts = groupcommit.New(cfg.Pool, w.startAttempts, groupcommit.Options{})
+	w.accepts = groupcommit.New(cfg.Pool, w.recordAccepted, groupcommit.Options{})
+	return w
+}
+
+// newTrackWorker returns the track worker of cfg (defaults applied); a poll
+// makes one 1MSG call.
+func newTrackWorker(cfg Config) *TrackWorker {
+	return &TrackWorker{
+		pool: cfg.Pool, ledger: cfg.Ledger, api: cfg.API, trackFor: cfg.TrackFor,
+		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: cfg.CallTimeout + 15*time.Second, logger: cfg.Logger,
+	}
 }
