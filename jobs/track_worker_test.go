@@ -1,0 +1,145 @@
+package jobs
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertest"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
+)
+
+// sent makes a notification that 1MSG accepted, through the send worker,
+// and returns it with its track job.
+func (b *workerBundle) sent(t *testing.T) (*ledger.Notification, *rivertype.JobRow) {
+	t.Helper()
+	n := b.notification(t, ledger.New{})
+	requireEvent(t, b.work(t, n), river.EventKindJobCompleted)
+	n = b.get(t, n.ID)
+	requireStatus(t, n, ledger.StatusSent, "")
+	return n, requireTracked(t, b, n).JobRow
+}
+
+func (b *workerBundle) workTrack(t *testing.T, job *rivertype.JobRow) *rivertest.WorkResult {
+	t.Helper()
+	res, err := b.track.WorkJob(b.ctx, t, b.tx, job)
+	if err != nil {
+		t.Fatalf("track job: %v", err)
+	}
+	return res
+}
+
+// waitSandbox waits until the sandbox has reported want for wamid.
+func waitSandbox(t *testing.T, sb *sandbox.Server, wamid, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if m, ok := sb.Message(wamid); ok && m.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox never reported %s for %s", want, wamid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTrackWorker covers the track worker: a poll that finds the final
+// status, the back-off while there is none, the deadline, and a row a
+// webhook already settled.
+func TestTrackWorker(t *testing.T) {
+	t.Parallel()
+
+	t.Run("FinalStatusByPoll", func(t *testing.T) {
+		t.Parallel()
+		b := setupWorkers(t, setupOpts{}) // delivered and read at once
+		n, job := b.sent(t)
+		waitSandbox(t, b.sb, n.Wamid, sandbox.StatusRead)
+
+		requireEvent(t, b.workTrack(t, job), river.EventKindJobCompleted)
+		got := b.get(t, n.ID)
+		requireStatus(t, got, ledger.StatusRead, "")
+		if got.DeliveredAt == nil || got.ReadAt == nil {
+			t.Errorf("delivered_at %v read_at %v; want both from hookInfo", got.DeliveredAt, got.ReadAt)
+		}
+		if calls := b.sb.Stats().HookInfoCalls; calls != 1 {
+			t.Errorf("%d hookInfo calls, want 1", calls)
+		}
+		// hookInfo repeats sent; it is recorded once per poll source.
+		want := []string{"queued/daemon", "sending/daemon", "sent/api", "sent/poll", "delivered/poll", "read/poll"}
+		if ev := b.events(t, n.ID); !reflect.DeepEqual(ev, want) {
+			t.Errorf("history %v, want %v", ev, want)
+		}
+	})
+
+	t.Run("SnoozesWithBackOff", func(t *testing.T) {
+		t.Parallel()
+		b := setupWorkers(t, setupOpts{sandbox: func(c *sandbox.Config) {
+			c.DeliveredAfter, c.ReadAfter = time.Hour, time.Hour
+		}})
+		n, job := b.sent(t)
+
+		// No final status yet: the pause doubles from TrackFirstPoll (5s).
+		res := b.workTrack(t, job)
+		requireSnoozedFor(t, res, 10*time.Second)
+		res = b.workTrack(t, res.Job)
+		requireSnoozedFor(t, res, 20*time.Second)
+		if res.Job.Attempt != 0 {
+			t.Errorf("track job at attempt %d; polling must use none", res.Job.Attempt)
+		}
+		requireStatus(t, b.get(t, n.ID), ledger.StatusSent, "")
+		if calls := b.sb.Stats().HookInfoCalls; calls != 2 {
+			t.Errorf("%d hookInfo calls, want 2", calls)
+		}
+		// hookInfo repeats the whole history; the second poll adds nothing.
+		want := []string{"queued/daemon", "sending/daemon", "sent/api", "sent/poll"}
+		if ev := b.events(t, n.ID); !reflect.DeepEqual(ev, want) {
+			t.Errorf("history %v, want %v", ev, want)
+		}
+	})
+
+	t.Run("DeadlineExpires", func(t *testing.T) {
+		t.Parallel()
+		b := setupWorkers(t, setupOpts{
+			sandbox: func(c *sandbox.Config) { c.DeliveredAfter, c.ReadAfter = time.Hour, time.Hour },
+			config:  func(c *Config) { c.TrackFor = time.Hour },
+		})
+		n, job := b.sent(t)
+		if _, err := b.pool.Exec(b.ctx, "UPDATE notification SET sent_at = now() - interval '2 hours' WHERE id = $1", n.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		requireEvent(t, b.workTrack(t, job), river.EventKindJobCompleted)
+		requireStatus(t, b.get(t, n.ID), ledger.StatusExpired, "")
+		if calls := b.sb.Stats().HookInfoCalls; calls != 0 {
+			t.Errorf("%d hookInfo calls after the deadline, want 0", calls)
+		}
+		if ev := b.events(t, n.ID); ev[len(ev)-1] != "expired/daemon" {
+			t.Errorf("history %v, want it to end with expired/daemon", ev)
+		}
+	})
+
+	t.Run("AlreadyFinal", func(t *testing.T) {
+		t.Parallel()
+		b := setupWorkers(t, setupOpts{})
+		n, job := b.sent(t)
+		// A webhook brought the final status meanwhile.
+		err := pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
+			_, err := b.cfg.Ledger.Apply(b.ctx, tx, []ledger.Report{{Wamid: n.Wamid, Status: "read", Source: ledger.SourceWebhook}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		requireEvent(t, b.workTrack(t, job), river.EventKindJobCompleted)
+		if calls := b.sb.Stats().HookInfoCalls; calls != 0 {
+			t.Errorf("%d hookInfo calls for a final row, want 0", calls)
+		}
+	})
+}
