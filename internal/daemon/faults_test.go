@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,7 +100,14 @@ func TestOneMsgOutage(t *testing.T) {
 				ids = append(ids, id)
 				e.insert(id, orderPayload(i))
 			}
-			time.Sleep(4 * time.Second) // the outage: several attempts each
+			// The outage lasts until every send job has tried and been snoozed
+			// at least twice (1s, then 2s): several attempts each.
+			e.waitFor(20*time.Second, "every send job to be snoozed twice", func() bool {
+				var n int
+				err := pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job
+					WHERE kind = 'cancelnotify_send' AND coalesce((metadata->>'snoozes')::int, 0) >= 2`).Scan(&n)
+				return err == nil && n == len(ids)
+			})
 			var failed, sent int
 			if err := pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE status = 'failed'),
 				count(*) FILTER (WHERE wamid IS NOT NULL) FROM notification`).Scan(&failed, &sent); err != nil {
@@ -143,19 +151,23 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	e.waitFor(10*time.Second, "the relay to listen", d.Relay().Listening)
 
 	var ids []string
+	var written atomic.Int32
 	var wg sync.WaitGroup
 	wg.Go(func() { // the OMS keeps writing: its connection is not the daemon's
 		for i := range 150 {
 			id := fmt.Sprintf("order-%d", i)
 			ids = append(ids, id)
 			e.insert(id, orderPayload(i))
-			time.Sleep(20 * time.Millisecond)
+			written.Add(1)
+			time.Sleep(20 * time.Millisecond) // the OMS's pace
 		}
 	})
-	time.Sleep(700 * time.Millisecond)
+	e.waitFor(10*time.Second, "the first messages to be accepted", func() bool { return e.sb.Stats().Accepted >= 10 })
 	proxy.Cut()
 	e.waitFor(5*time.Second, "the relay to notice", func() bool { return !d.Relay().Listening() })
-	time.Sleep(2 * time.Second)
+	// Postgres stays away while the OMS commits another 40 cancellations.
+	cut := written.Load()
+	e.waitFor(10*time.Second, "40 cancellations written during the outage", func() bool { return written.Load() >= min(cut+40, 150) })
 	proxy.Restore()
 	wg.Wait()
 	// A job whose end River could not record while Postgres was away (its

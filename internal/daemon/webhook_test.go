@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,14 +148,19 @@ func TestWebhookRetriedAfterDatabaseOutage(t *testing.T) {
 	})
 	proxy.Cut()
 	e.waitFor(10*time.Second, "a push refused while Postgres is away", func() bool { return e.sb.Stats().WebhookPushFailures > 0 })
-	time.Sleep(time.Second)
+	e.waitFor(10*time.Second, "1MSG to retry the refused push", func() bool { return e.sb.Stats().WebhookPushFailures >= 3 })
 	proxy.Restore()
 	e.waitAsPlanned(60*time.Second, []string{"order-1-cancelled"})
 	if n := e.notification("order-1-cancelled"); n.Status != ledger.StatusRead {
 		t.Errorf("status %s, want read", n.Status)
 	}
+	// The first hookInfo poll is a minute away with webhooks on: the statuses
+	// came by 1MSG's retried push, as the README promises.
 	if st := e.sb.Stats(); st.HookInfoCalls != 0 {
-		t.Logf("hookInfo calls: %d (the safety net)", st.HookInfoCalls)
+		t.Errorf("%d hookInfo calls; want 0, the retried push brings the statuses", st.HookInfoCalls)
+	}
+	if h := strings.Join(e.history(e.notification("order-1-cancelled")), ","); !strings.Contains(h, "read") {
+		t.Errorf("history %s has no read", h)
 	}
 }
 
@@ -235,11 +241,18 @@ func TestListenAndCallbacks(t *testing.T) {
 		t.Errorf("LISTEN saw %v, want %s", listened, want)
 	}
 
-	time.Sleep(3 * time.Second) // the CRM stays down through a few retries
+	want := map[string]string{"order-0": "[delivered read]", "order-1": "[delivered read]", "order-2": "[failed]", "order-bad": "[rejected]"}
+	// The CRM stays down until a retry was refused too: there are six facts
+	// (delivered and read twice, failed, rejected), so a seventh refusal is a
+	// retry.
+	e.waitFor(30*time.Second, "a refused callback retried", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return refused > 6
+	})
 	mu.Lock()
 	down = false
 	mu.Unlock()
-	want := map[string]string{"order-0": "[delivered read]", "order-1": "[delivered read]", "order-2": "[failed]", "order-bad": "[rejected]"}
 	e.waitFor(60*time.Second, "every callback delivered", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -249,7 +262,13 @@ func TestListenAndCallbacks(t *testing.T) {
 		}
 		return n >= 6
 	})
-	time.Sleep(500 * time.Millisecond) // a duplicate would arrive now
+	// A duplicate could only come from a callback job still to run.
+	e.waitFor(10*time.Second, "no callback job left to run", func() bool {
+		var n int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job
+			WHERE kind = 'cancelnotify_callback' AND state NOT IN ('completed', 'cancelled', 'discarded')`).Scan(&n)
+		return err == nil && n == 0
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for id, w := range want {
