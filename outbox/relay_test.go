@@ -46,16 +46,23 @@ func TestConcurrentRelaysRelayOnce(t *testing.T) {
 	const rows = 3000
 	relays := []*outbox.Relay{newRelay(t, pool, schema, 50), newRelay(t, pool, schema, 50), newRelay(t, pool, schema, 50)}
 
+	// spans records, per relay, when each Drain that relayed rows ran.
+	type span struct{ from, to time.Time }
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	counts := make([]int, len(relays))
+	spans := make([][]span, len(relays))
 	for i, r := range relays {
 		wg.Go(func() {
 			for {
+				from := time.Now()
 				n, err := r.Drain(ctx)
 				if err != nil {
 					t.Error(err)
 					return
+				}
+				if n > 0 {
+					spans[i] = append(spans[i], span{from, time.Now()})
 				}
 				counts[i] += n
 				select {
@@ -89,7 +96,65 @@ func TestConcurrentRelaysRelayOnce(t *testing.T) {
 		t.Errorf("notifications %d (distinct %d), send jobs %d (distinct %d), unrelayed %d; want %d each and 0 unrelayed",
 			notifications, distinctOutbox, jobs, distinctJobs, unrelayed, rows)
 	}
-	t.Logf("rows relayed per relay: %v", counts)
+	// The relays shared the work, and two of them were relaying at the same
+	// moment: SKIP LOCKED let them, rather than one waiting for the other.
+	overlap := false
+	for i := range spans {
+		if counts[i] == 0 {
+			t.Errorf("relay %d relayed nothing (rows per relay: %v)", i, counts)
+		}
+		for j := i + 1; j < len(spans); j++ {
+			for _, a := range spans[i] {
+				for _, b := range spans[j] {
+					overlap = overlap || (a.from.Before(b.to) && b.from.Before(a.to))
+				}
+			}
+		}
+	}
+	if !overlap {
+		t.Errorf("no two relays relayed at the same time (rows per relay: %v)", counts)
+	}
+}
+
+// A relay skips the rows another relay has locked and relays the rest; the
+// locked rows follow once the other transaction ends.
+func TestRelaySkipsLockedRows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := dbtest.New(t)
+	insertRows(t, pool, 1, 10)
+	r := newRelay(t, pool, schema, 500)
+
+	other, err := pool.Begin(ctx) // another relay, mid-batch
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx) //nolint:errcheck
+	if _, err := other.Exec(ctx, "SELECT id FROM outbox ORDER BY id LIMIT 4 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	drained := make(chan int, 1)
+	go func() {
+		n, err := r.Drain(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		drained <- n
+	}()
+	select {
+	case n := <-drained:
+		if n != 6 {
+			t.Errorf("relayed %d rows beside the 4 locked ones, want 6", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay waited for the other transaction's locks instead of skipping them")
+	}
+	if err := other.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Drain(ctx); err != nil || n != 4 {
+		t.Errorf("after the lock: Drain = %d, %v; want the 4 skipped rows", n, err)
+	}
 }
 
 // Run wakes on the trigger's NOTIFY, not only on its poll.
