@@ -42,10 +42,13 @@ func TestWritersSurviveLostConnections(t *testing.T) {
 
 	stop := make(chan struct{})
 	terminated := make(chan int)
+	// The killer stops after maxKills sessions, so that on a loaded machine
+	// the writers still finish instead of losing every connection forever.
+	const maxKills = 30
 	go func() {
 		n := 0
 		defer func() { terminated <- n }()
-		for {
+		for n < maxKills {
 			select {
 			case <-stop:
 				return
@@ -58,15 +61,15 @@ func TestWritersSurviveLostConnections(t *testing.T) {
 	}()
 	writes := w.run(ctx, rows, 7)
 	close(stop)
-	t.Logf("terminated %d writer sessions", <-terminated)
+	if n := <-terminated; n == 0 {
+		t.Fatal("no writer session was terminated: the test proved nothing")
+	}
 
 	outbox, err := db{pool: killer, schema: schema}.outboxRows(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := Account(Facts{Writes: writes, Outbox: outbox})
-	t.Logf("%d transactions, %d attempts, %d unknown COMMITs (%d found by lookup)",
-		r.Transactions, r.WriteAttempts, r.UnknownCommits, r.FoundAfterUnknown)
 	for _, name := range []string{"committed rows = rows the writers believe committed", "rolled-back rows sent"} {
 		if c := r.check(name); !c.OK {
 			t.Errorf("%s: got %s; lost %v, unbelieved %v, rolled back in the outbox %v",
@@ -76,7 +79,10 @@ func TestWritersSurviveLostConnections(t *testing.T) {
 	if r.OutboxRows != 200 {
 		t.Errorf("outbox has %d rows, want the 200 planned commits", r.OutboxRows)
 	}
-	if r.WriteAttempts == r.Transactions {
-		t.Logf("no write needed a retry: the terminations missed (%d attempts)", r.WriteAttempts)
+	// The terminations hit transactions in flight: some writes had to be
+	// attempted again, and the accounting above held anyway.
+	if r.WriteAttempts <= r.Transactions {
+		t.Errorf("%d attempts for %d transactions: no write was retried, so no termination hit one (%d unknown COMMITs)",
+			r.WriteAttempts, r.Transactions, r.UnknownCommits)
 	}
 }
