@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -435,6 +436,54 @@ func TestSendWorker(t *testing.T) {
 				t.Errorf("sandbox: %d sends, %d accepted; want 1, 1 (never resent)", st.SendRequests, st.Accepted)
 			}
 			requireNotTracked(t, b)
+		})
+
+		t.Run("SeveralCandidatesInDoubt", func(t *testing.T) {
+			t.Parallel()
+			b := setupWorkers(t, setupOpts{sandbox: func(c *sandbox.Config) {
+				c.Faults = sandbox.Faults{AcceptThenDrop: 1}
+			}})
+			n := b.notification(t, ledger.New{})
+			res := b.work(t, n)
+			requireEvent(t, res, river.EventKindJobSnoozed)
+
+			// Meanwhile another sender on the channel messaged the same
+			// customer about the same order: two unclaimed candidates.
+			b.sb.SetFaults(sandbox.Faults{})
+			if _, err := b.cfg.API.SendTemplate(b.ctx, onemsg.SendTemplateRequest{Phone: n.Phone, Template: sandbox.DefaultTemplate,
+				Namespace: sandbox.DefaultNamespace, Language: onemsg.DeterministicLanguage("en"), Params: onemsg.BodyParams(seedParams...)}); err != nil {
+				t.Fatal(err)
+			}
+
+			requireEvent(t, b.again(t, res.Job), river.EventKindJobCancelled)
+			got := b.get(t, n.ID)
+			requireStatus(t, got, ledger.StatusInDoubt, "outcome_unknown")
+			for _, m := range b.sb.Messages() {
+				if !strings.Contains(got.Error, m.ID) {
+					t.Errorf("in_doubt reason %q does not name candidate %s", got.Error, m.ID)
+				}
+			}
+			if st := b.sb.Stats(); st.SendRequests != 2 {
+				t.Errorf("%d sendTemplate requests, want 2 (ours and the other sender's)", st.SendRequests)
+			}
+		})
+
+		t.Run("HistoryUnreachable", func(t *testing.T) {
+			t.Parallel()
+			b := setupWorkers(t, setupOpts{sandbox: func(c *sandbox.Config) {
+				c.Faults = sandbox.Faults{AcceptThenDrop: 1}
+			}})
+			n := b.notification(t, ledger.New{})
+			res := b.work(t, n)
+			requireEvent(t, res, river.EventKindJobSnoozed)
+
+			// 1MSG is down: no reconcile, so nothing is sent; try later.
+			b.sb.SetFaults(sandbox.Faults{Down: true})
+			requireEvent(t, b.again(t, res.Job), river.EventKindJobSnoozed)
+			requireStatus(t, b.get(t, n.ID), ledger.StatusSending, "")
+			if st := b.sb.Stats(); st.SendRequests != 1 || st.Accepted != 1 {
+				t.Errorf("sandbox: %d sends, %d accepted; want 1, 1", st.SendRequests, st.Accepted)
+			}
 		})
 	})
 
