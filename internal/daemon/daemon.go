@@ -20,6 +20,7 @@ import (
 	"github.com/riverqueue/river"
 	"golang.org/x/time/rate"
 
+	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/metrics"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
@@ -41,7 +42,14 @@ type Config struct {
 	Template  string        // ONEMSG_TEMPLATE
 	Namespace string        // ONEMSG_NAMESPACE
 	Language  string        // ONEMSG_LANGUAGE
-	Body      string        // template body text, for the 1024-character rule; default the seed's
+	// SendTTL is ONEMSG_SEND_TTL in seconds, sent as messageSendTtlSeconds
+	// (utility templates: 30–43200, or -1); 0 leaves Meta's default.
+	SendTTL int
+	// ProbeBackoffMin and ProbeBackoffMax pace the probes of a held channel
+	// (defaults 1s and 1m); ProbeTick is how often each daemon looks at the
+	// channels' health (default 500ms).
+	ProbeBackoffMin, ProbeBackoffMax, ProbeTick time.Duration
+	Body                                        string // template body text, for the 1024-character rule; default the seed's
 
 	RelayBatchSize    int
 	RelayPollInterval time.Duration
@@ -125,6 +133,7 @@ type Daemon struct {
 	webhookLn net.Listener
 	adminLn   net.Listener
 	metrics   *metrics.Metrics
+	health    *health.Monitor
 
 	riverRunning atomic.Bool
 }
@@ -178,8 +187,14 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		// windows never see more than the rate, whatever the backlog.
 		limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
 	}
+	d.health = health.New(health.Config{Pool: pool, Owner: cfg.RiverID, Wake: jobs.WakeHeld(pool),
+		Channels: []health.Channel{{Name: health.Default, API: api, Template: cfg.Template, Namespace: cfg.Namespace, Language: cfg.Language}},
+		Tick:     cfg.ProbeTick, BackoffMin: cfg.ProbeBackoffMin, BackoffMax: cfg.ProbeBackoffMax, Lease: 2*cfg.OneMsg.Timeout + 30*time.Second,
+		Logger: cfg.Logger})
+	m.WatchChannels(health.Default)
 	d.river, err = jobs.NewClient(jobs.Config{
 		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, API: api, Namespace: cfg.Namespace, Limiter: limiter,
+		Channel: health.Default, Language: cfg.Language, SendTTL: cfg.SendTTL, Health: d.health,
 		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers,
 		TrackFor: cfg.TrackFor, TrackFirstPoll: cfg.TrackFirstPoll, SendFor: cfg.SendFor,
 		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
@@ -280,6 +295,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.pool.Close()
 	defer d.closeListeners()
 
+	// The health view must be current before the first send asks it: a
+	// channel held before a restart stays held.
+	if err := d.health.Refresh(ctx); err != nil {
+		d.logger.Warn("channel health unreadable at start; sends proceed until it is read", "error", err)
+	}
 	// Job contexts must outlive ctx: on SIGTERM, in-flight sends finish
 	// under ShutdownTimeout instead of being cut off by the signal.
 	if err := d.river.Start(context.WithoutCancel(ctx)); err != nil {
@@ -322,6 +342,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		serve("admin", d.adminLn, h, false)
 		d.logger.Info("admin endpoints listening", "addr", d.adminLn.Addr().String(), "basic_auth", d.cfg.AdminUser != "")
 	}
+
+	bgWG.Go(func() { d.health.Run(bg) })
 
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	defer stopRelay()
