@@ -49,6 +49,9 @@ type Config struct {
 	// (defaults 1s and 1m); ProbeTick is how often each daemon looks at the
 	// channels' health (default 500ms).
 	ProbeBackoffMin, ProbeBackoffMax, ProbeTick time.Duration
+	// MetricsCacheFor is how long the gauges read from Postgres are reused
+	// between scrapes; default 10s.
+	MetricsCacheFor time.Duration
 	Body                                        string // template body text, for the 1024-character rule; default the seed's
 
 	RelayBatchSize    int
@@ -158,7 +161,10 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := metrics.New(pool, 10*time.Second, cfg.Logger)
+	if cfg.MetricsCacheFor <= 0 {
+		cfg.MetricsCacheFor = 10 * time.Second
+	}
+	m := metrics.New(pool, cfg.MetricsCacheFor, cfg.Logger)
 	cfg.OneMsg.Observer = m
 	api, err := onemsg.NewClient(cfg.OneMsg)
 	if err != nil {
@@ -271,6 +277,9 @@ func (d *Daemon) AdminURL() string {
 	}
 	return "http://" + d.adminLn.Addr().String()
 }
+
+// ChannelHealth returns this daemon's view of its channels' health.
+func (d *Daemon) ChannelHealth() []health.Status { return d.health.Snapshot() }
 
 // Relay returns the outbox relay.
 func (d *Daemon) Relay() *outbox.Relay { return d.relay }
