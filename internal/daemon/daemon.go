@@ -198,6 +198,11 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		Tick:     cfg.ProbeTick, BackoffMin: cfg.ProbeBackoffMin, BackoffMax: cfg.ProbeBackoffMax, Lease: 2*cfg.OneMsg.Timeout + 30*time.Second,
 		Logger: cfg.Logger})
 	m.WatchChannels(health.Default)
+	// The health view must be current before the first send asks it: a
+	// channel held before a restart stays held.
+	if err := d.health.Refresh(ctx); err != nil {
+		cfg.Logger.Warn("channel health unreadable at start; sends proceed until it is read", "error", err)
+	}
 	d.river, err = jobs.NewClient(jobs.Config{
 		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, API: api, Namespace: cfg.Namespace, Limiter: limiter,
 		Channel: health.Default, Language: cfg.Language, SendTTL: cfg.SendTTL, Health: d.health,
@@ -304,11 +309,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.pool.Close()
 	defer d.closeListeners()
 
-	// The health view must be current before the first send asks it: a
-	// channel held before a restart stays held.
-	if err := d.health.Refresh(ctx); err != nil {
-		d.logger.Warn("channel health unreadable at start; sends proceed until it is read", "error", err)
-	}
 	// Job contexts must outlive ctx: on SIGTERM, in-flight sends finish
 	// under ShutdownTimeout instead of being cut off by the signal.
 	if err := d.river.Start(context.WithoutCancel(ctx)); err != nil {
