@@ -52,7 +52,7 @@ type Config struct {
 	// MetricsCacheFor is how long the gauges read from Postgres are reused
 	// between scrapes; default 10s.
 	MetricsCacheFor time.Duration
-	Body                                        string // template body text, for the 1024-character rule; default the seed's
+	Body            string // template body text, for the 1024-character rule; default the seed's
 
 	RelayBatchSize    int
 	RelayPollInterval time.Duration
@@ -186,7 +186,11 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			cfg.Body = body
 		}
 	}
-	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m}
+	ttl := time.Duration(cfg.SendTTL) * time.Second
+	if cfg.SendTTL < 0 {
+		ttl = 30 * 24 * time.Hour // -1: Meta's 30 days
+	}
+	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m, SendTTL: ttl}
 	var limiter jobs.Limiter
 	if cfg.Rate > 0 {
 		// Burst 1: sends are spread evenly, so 1MSG's and Meta's per-second
