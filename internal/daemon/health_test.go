@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,6 +96,30 @@ func (e *env) countWhere(cond string, args ...any) int {
 	return n
 }
 
+// logBuffer collects a daemon's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // channelFaults are the channel-wide refusals the sandbox can cause.
 var channelFaults = []struct {
 	name     string
@@ -117,7 +143,10 @@ func TestChannelFaultHoldsAndResumes(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, fastSandbox())
-			d := e.start(e.healthConfig())
+			cfg := e.healthConfig()
+			logs := &logBuffer{}
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			d := e.start(cfg)
 			if err := f.on(e.sb); err != nil {
 				t.Fatal(err)
 			}
@@ -172,6 +201,9 @@ func TestChannelFaultHoldsAndResumes(t *testing.T) {
 			e.waitFor(10*time.Second, "the gauge to read healthy", func() bool { return gauge(t, d, healthyGauge) == 1 && gauge(t, d, heldGauge) == 0 })
 			if s, _ := e.channelState(); s != "healthy" {
 				t.Errorf("channel_health.state = %s after the resume", s)
+			}
+			if down, up := logs.count(`msg="channel held`), logs.count(`msg="channel resumed`); down != 1 || up != 1 {
+				t.Errorf("%d \"channel held\" and %d \"channel resumed\" warnings, want one each:\n%s", down, up, logs)
 			}
 		})
 	}
