@@ -82,6 +82,17 @@ func (w *SendWorker) holdChannel(ctx context.Context, n *ledger.Notification, e 
 	return river.JobSnooze(jitter(wait))
 }
 
+// holdUnreconciled handles a channel-wide refusal of the history query
+// that would settle an unknown outcome: the channel is held and the job
+// snoozes, the row stays `sending` and is reconciled once it answers.
+func (w *SendWorker) holdUnreconciled(ctx context.Context, e *onemsg.Error) error {
+	wait, err := w.health.Refused(ctx, w.channel, e)
+	if err != nil {
+		return err
+	}
+	return river.JobSnooze(jitter(wait))
+}
+
 // endTrial settles the trial send of a probed channel: an answer that
 // shows the channel works (accepted, queued, or refused for this message
 // alone) resumes it; a channel-wide refusal already held it again; anything

@@ -466,6 +466,10 @@ func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n 
 	h, err := w.api.Messages(ctx, onemsg.MessagesQuery{ChatID: onemsg.ChatID(n.Phone), MinTime: since.Add(-reconcileWindow), Limit: 100})
 	var apiErr *onemsg.Error
 	switch {
+	case errors.As(err, &apiErr) && apiErr.Kind == onemsg.KindRejected && w.health != nil && apiErr.Scope() == onemsg.ScopeChannel:
+		// A revoked token refuses the history too: the outcome stays open,
+		// the row `sending`, until the channel answers again.
+		return true, w.holdUnreconciled(ctx, apiErr)
 	case errors.As(err, &apiErr) && apiErr.Kind == onemsg.KindRejected:
 		return w.inDoubt(ctx, job, n, "1MSG refused the message history query: "+apiErr.Message)
 	case err != nil:
