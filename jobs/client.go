@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
+	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
@@ -22,9 +23,15 @@ type Config struct {
 	Pool      *pgxpool.Pool
 	Schema    string
 	Ledger    *ledger.Ledger
-	API       API     // 1MSG
-	Namespace string  // ONEMSG_NAMESPACE
-	Limiter   Limiter // paces sends; nil = unlimited
+	API       API    // 1MSG
+	Namespace string // ONEMSG_NAMESPACE
+	Channel   string // the channel's name; default "default"
+	Language  string // the channel's default language (ONEMSG_LANGUAGE), for the language fallback
+	SendTTL   int    // ONEMSG_SEND_TTL in seconds (messageSendTtlSeconds); 0 = Meta's default
+	// Health holds a channel's sends after a channel-wide refusal; nil =
+	// every refusal fails its message.
+	Health  Health
+	Limiter Limiter // paces sends; nil = unlimited
 
 	SendWorkers  int // default 100: 1MSG answers in tens of ms, so concurrency is throughput
 	TrackWorkers int // default 20
@@ -95,6 +102,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.Ledger == nil {
 		c.Ledger = &ledger.Ledger{Schema: c.Schema}
+	}
+	if c.Channel == "" {
+		c.Channel = health.Default
 	}
 	if c.Limiter == nil {
 		c.Limiter = unlimited{}
@@ -181,6 +191,7 @@ func (c *Config) sendTimeout() time.Duration { return 2*c.CallTimeout + 15*time.
 func newSendWorker(cfg Config) *SendWorker {
 	w := &SendWorker{
 		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
+		channel: cfg.Channel, language: cfg.Language, sendTTL: cfg.SendTTL, health: cfg.Health,
 		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: cfg.sendTimeout(), logger: cfg.Logger,
 		afterSend: cfg.afterSend,
 	}

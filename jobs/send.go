@@ -26,6 +26,7 @@ type API interface {
 	SendTemplate(ctx context.Context, req onemsg.SendTemplateRequest) (*onemsg.SendResult, error)
 	Messages(ctx context.Context, q onemsg.MessagesQuery) (*onemsg.History, error)
 	HookInfo(ctx context.Context, messageID string) ([]onemsg.Hook, error)
+	Status(ctx context.Context) (*onemsg.ChannelStatus, error)
 }
 
 // Limiter paces sends (golang.org/x/time/rate.Limiter implements it).
@@ -44,6 +45,10 @@ type SendWorker struct {
 	api       API
 	limiter   Limiter
 	namespace string
+	channel   string // the channel's name (channel_health.channel)
+	language  string // the channel's default language, for the fallback
+	sendTTL   int    // messageSendTtlSeconds; 0 = Meta's default
+	health    Health // nil: refusals are never channel-wide
 	firstPoll time.Duration
 	sendFor   time.Duration
 	timeout   time.Duration
@@ -83,6 +88,16 @@ const reconcileWindow = 2 * time.Minute
 
 // Work implements river.Worker.
 func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
+	// A held channel keeps the job waiting before it touches the row.
+	trial, err := w.admit(ctx, job)
+	if err != nil {
+		return err
+	}
+	var sent bool
+	var sendErr error
+	if trial {
+		defer func() { w.endTrial(context.WithoutCancel(ctx), job.ID, sent, sendErr) }()
+	}
 	// The common case, a queued row, records its intent in a transaction
 	// shared with the other workers starting now (group commit).
 	n, err := w.starts.Do(ctx, job.Args.NotificationID)
@@ -101,13 +116,13 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	if err := w.limiter.Wait(ctx); err != nil {
 		return w.requeue(ctx, n, "interrupted while waiting for the send rate limit", err)
 	}
-	res, err := w.api.SendTemplate(ctx, onemsg.SendTemplateRequest{
-		Phone:     n.Phone,
-		Template:  n.Template,
-		Namespace: w.namespace,
-		Language:  onemsg.DeterministicLanguage(n.Language),
-		Params:    onemsg.BodyParams(n.Params...),
-	})
+	res, err := w.api.SendTemplate(ctx, w.request(n))
+	if req, again, ferr := w.fallBack(ctx, n, err); ferr != nil {
+		return ferr
+	} else if again {
+		res, err = w.api.SendTemplate(ctx, req)
+	}
+	sent, sendErr = true, err
 	if w.afterSend != nil {
 		if herr := w.afterSend(ctx); herr != nil {
 			return herr
@@ -128,6 +143,9 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	case errors.As(err, &apiErr):
 		switch apiErr.Kind {
 		case onemsg.KindRejected:
+			if w.channelWide(rctx, apiErr) {
+				return w.holdChannel(rctx, n, apiErr)
+			}
 			log.Warn("1MSG refused the message", "error", apiErr.Message, "code", apiErr.CodeString())
 			if err := w.fail(rctx, n.ID, apiErr); err != nil {
 				return err
@@ -197,7 +215,7 @@ func (w *SendWorker) begin(ctx context.Context, job *river.Job[SendArgs]) (*ledg
 			continue // provably absent and moved back to queued: send again
 		case w.sendFor > 0 && time.Since(n.EventCreatedAt) > w.sendFor:
 			err := w.ledger.Move(ctx, tx, n, ledger.Move{To: ledger.StatusFailed, ErrorCode: "not_sent_in_time",
-				Error: fmt.Sprintf("not sent within %s of the cancellation (CANCELNOTIFY_SEND_FOR); last error: %s", w.sendFor, lastError(n))})
+				Error: w.notSentInTime(n)})
 			if err == nil {
 				_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 			}
@@ -450,6 +468,10 @@ func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n 
 	h, err := w.api.Messages(ctx, onemsg.MessagesQuery{ChatID: onemsg.ChatID(n.Phone), MinTime: since.Add(-reconcileWindow), Limit: 100})
 	var apiErr *onemsg.Error
 	switch {
+	case errors.As(err, &apiErr) && apiErr.Kind == onemsg.KindRejected && w.health != nil && apiErr.Scope() == onemsg.ScopeChannel:
+		// A revoked token refuses the history too: the outcome stays open,
+		// the row `sending`, until the channel answers again.
+		return true, w.holdUnreconciled(ctx, apiErr)
 	case errors.As(err, &apiErr) && apiErr.Kind == onemsg.KindRejected:
 		return w.inDoubt(ctx, job, n, "1MSG refused the message history query: "+apiErr.Message)
 	case err != nil:

@@ -2,7 +2,6 @@ package onemsg
 
 import (
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -83,45 +82,12 @@ const (
 	CodePairRateLimit   = 131056 // too many messages to one recipient
 )
 
-// Meta codes for transient trouble on Meta's side: nothing was sent.
-var transientCodes = map[int]bool{1: true, 2: true, 131000: true, 131016: true}
-
 // kindOfRefusal classifies a `sent:false` answer carrying a Meta code.
 func kindOfRefusal(code int) ErrorKind {
-	switch {
-	case code == CodeThroughputLimit || code == CodePairRateLimit:
-		return KindThrottled
-	case transientCodes[code]:
-		return KindNotSent
+	if r, ok := refusalByCode(code); ok {
+		return r.kind
 	}
 	return KindRejected
-}
-
-// metaTitles maps Meta error titles, as 1MSG's acks carry them (text, no
-// code), to their codes (docs/onemsg.md, "Error codes").
-var metaTitles = []struct {
-	title string
-	code  int
-}{
-	{"message undeliverable", 131026},
-	{"re-engagement message", 131047},
-	{"spam rate limit hit", 131048},
-	{"not delivered to maintain healthy ecosystem engagement", 131049},
-	{"pair rate limit hit", 131056},
-	{"part of an experiment", 130472},
-	{"account has been locked", 131031},
-	{"template param count mismatch", 132000},
-	{"number of parameters does not match", 132000},
-	{"template does not exist", 132001},
-	{"template name does not exist", 132001},
-	{"hydrated text too long", 132005},
-	{"format character policy violated", 132007},
-	{"parameter format mismatch", 132012},
-	{"template is paused", 132015},
-	{"template is disabled", 132016},
-	{"rate limit hit", 130429},
-	{"something went wrong", 131000},
-	{"service unavailable", 131016},
 }
 
 // CodeForText returns the Meta error code a failure text names, or 0. Acks
@@ -130,11 +96,8 @@ func CodeForText(text string) int {
 	if c := metaCodeIn(text); c != 0 {
 		return c
 	}
-	t := strings.ToLower(text)
-	for _, m := range metaTitles {
-		if strings.Contains(t, m.title) {
-			return m.code
-		}
+	if r, ok := refusalByText(text); ok {
+		return r.code
 	}
 	return 0
 }

@@ -16,6 +16,10 @@ type SendTemplateRequest struct {
 	Namespace string      `json:"namespace"`
 	Language  Language    `json:"language"`
 	Params    []Component `json:"params,omitempty"`
+	// MessageSendTTLSeconds is how long Meta keeps trying to deliver the
+	// message before dropping it (utility templates: 30–43200, or -1 for
+	// Meta's 30 days); 0 leaves the field out and Meta's default applies.
+	MessageSendTTLSeconds int `json:"messageSendTtlSeconds,omitempty"`
 }
 
 // Language selects the template translation. Policy is always

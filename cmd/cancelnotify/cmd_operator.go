@@ -61,6 +61,7 @@ func cmdRetry(ctx context.Context, e *env, args []string) error {
 	oo := addOperatorOptions(s)
 	status := s.add("", "status", "", "re-drive every notification in this status (failed or expired)")
 	since := s.add("", "since", "0s", "with --status: only those changed within this long, e.g. 2h")
+	codes := s.add("", "error-code", "", "with --status: only those whose error_code is one of these, comma-separated, e.g. http_401,132015")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -75,7 +76,9 @@ func cmdRetry(ctx context.Context, e *env, args []string) error {
 		if err != nil || (st != ledger.StatusFailed && st != ledger.StatusExpired) {
 			s.fail("--status %q: retry re-drives failed or expired notifications", status.raw)
 		}
-		filter = &redrive.Filter{Statuses: []ledger.Status{st}, Since: window, Limit: 10000}
+		filter = &redrive.Filter{Statuses: []ledger.Status{st}, ErrorCodes: errorCodes(codes.raw), Since: window, Limit: 10000}
+	case codes.raw != "":
+		s.fail("--error-code selects among --status failed or expired: add --status failed")
 	case fs.NArg() == 0:
 		return usageError("name the events to retry (cancelnotify retry EVENT_ID…) or select them (cancelnotify retry --status failed --since 2h)")
 	}
@@ -93,11 +96,26 @@ func cmdRetry(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if len(ids) == 0 {
-			fmt.Fprintf(e.stdout, "retry: no %s notifications changed within %s; nothing to do\n", status.raw, sinceText(window))
+			with := ""
+			if len(filter.ErrorCodes) > 0 {
+				with = " with error code " + strings.Join(filter.ErrorCodes, " or ")
+			}
+			fmt.Fprintf(e.stdout, "retry: no %s notifications%s changed within %s; nothing to do\n", status.raw, with, sinceText(window))
 			return nil
 		}
 	}
 	return report(e, "retry", "re-queued", op.Retry(ctx, ids))
+}
+
+// errorCodes splits --error-code's comma-separated list.
+func errorCodes(raw string) []string {
+	var out []string
+	for _, c := range strings.Split(raw, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func sinceText(d time.Duration) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,7 +72,7 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 
 // oneMsgOptions are the 1MSG settings (README.md, "Configuration").
 type oneMsgOptions struct {
-	apiURL, channel, token, template, namespace, language, timeout *option
+	apiURL, channel, token, template, namespace, language, timeout, sendTTL *option
 }
 
 func addOneMsgOptions(s *settings) oneMsgOptions {
@@ -83,6 +84,8 @@ func addOneMsgOptions(s *settings) oneMsgOptions {
 		namespace: s.add("ONEMSG_NAMESPACE", "onemsg-namespace", "", "template namespace (1MSG answers 422 without it)"),
 		language:  s.add("ONEMSG_LANGUAGE", "onemsg-language", "en", "default template language"),
 		timeout:   s.add("ONEMSG_TIMEOUT", "onemsg-timeout", "15s", "timeout of one 1MSG API call"),
+		sendTTL: s.add("ONEMSG_SEND_TTL", "onemsg-send-ttl", "",
+			"how long Meta keeps trying to deliver a message before dropping it (messageSendTtlSeconds): 30s to 12h for a utility template, e.g. 6h or 21600, or -1 for Meta's 30 days; unset = the template's default"),
 	}
 }
 
@@ -91,6 +94,7 @@ type oneMsgValues struct {
 	client              onemsg.Config
 	template, namespace string
 	language            string
+	sendTTL             int // seconds; 0 = unset
 }
 
 func (o oneMsgOptions) values(s *settings) oneMsgValues {
@@ -104,8 +108,32 @@ func (o oneMsgOptions) values(s *settings) oneMsgValues {
 		template:  s.required(o.template, "ONEMSG_TEMPLATE=order_cancelled"),
 		namespace: s.required(o.namespace, "ONEMSG_NAMESPACE (see GET /templates)"),
 		language:  s.required(o.language, "ONEMSG_LANGUAGE=en"),
+		sendTTL:   s.sendTTL(o.sendTTL),
 	}
 	return v
+}
+
+// sendTTL reads ONEMSG_SEND_TTL: seconds or a duration, within what 1MSG
+// accepts for a utility template (30–43200 seconds), or -1.
+func (s *settings) sendTTL(o *option) int {
+	v := strings.TrimSpace(o.raw)
+	if v == "" {
+		return 0
+	}
+	secs, err := strconv.Atoi(v)
+	if err != nil {
+		d, derr := time.ParseDuration(v)
+		if derr != nil || d%time.Second != 0 {
+			s.fail("%s = %s is not a time-to-live: write whole seconds (21600) or a duration (6h), from 30s to 12h, or -1 for Meta's 30 days", o.name(), o.shown())
+			return 0
+		}
+		secs = int(d / time.Second)
+	}
+	if secs != -1 && (secs < 30 || secs > 43200) {
+		s.fail("%s = %s is outside what Meta accepts for a utility template: use 30 to 43200 seconds (30s to 12h), or -1 for 30 days", o.name(), o.shown())
+		return 0
+	}
+	return secs
 }
 
 // daemonOptions are the daemon's own settings.
@@ -217,6 +245,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	cfg.DatabaseURL, cfg.Schema = db.values(s)
 	omv := om.values(s)
 	cfg.OneMsg, cfg.Template, cfg.Namespace, cfg.Language = omv.client, omv.template, omv.namespace, omv.language
+	cfg.SendTTL = omv.sendTTL
 	do.apply(s, &cfg)
 	cfg.Logger = lo.logger(s, e.stderr)
 	if err := s.err(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/redrive"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
@@ -96,6 +97,7 @@ type counts struct {
 	ByStatus         map[string]int64 `json:"by_status"`
 	Unrelayed        int64            `json:"unrelayed"`
 	OldestUnrelayedS float64          `json:"oldest_unrelayed_seconds"`
+	Channels         []health.Status  `json:"channels"`
 }
 
 func readCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (*counts, error) {
@@ -123,7 +125,19 @@ func readCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (*counts
 		FROM outbox WHERE relayed_at IS NULL`).Scan(&c.Unrelayed, &c.OldestUnrelayedS); err != nil {
 		return nil, fmt.Errorf("count unrelayed outbox rows: %w", err)
 	}
+	var err2 error
+	if c.Channels, err2 = health.Read(ctx, pool, health.Default); err2 != nil {
+		return nil, err2
+	}
 	return c, nil
+}
+
+// printChannels says whether each channel sends, and if not, why and
+// since when.
+func printChannels(w io.Writer, chans []health.Status) {
+	for _, ch := range chans {
+		fmt.Fprintf(w, "channel %s: %s\n", ch.Channel, ch.Describe())
+	}
 }
 
 func (c *counts) print(w io.Writer) {
@@ -133,6 +147,7 @@ func (c *counts) print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t\n", st, c.ByStatus[string(st)])
 	}
 	tw.Flush()
+	printChannels(w, c.Channels)
 	if c.Unrelayed > 0 {
 		fmt.Fprintf(w, "waiting for the relay: %d outbox rows, oldest %s ago\n", c.Unrelayed, (time.Duration(c.OldestUnrelayedS) * time.Second).Round(time.Second))
 	}
@@ -197,6 +212,10 @@ type eventView struct {
 	Notification *ledger.Notification `json:"notification"`
 	History      []ledger.Event       `json:"history"`
 	Jobs         []jobView            `json:"river_jobs"`
+	// LanguageFallbackFrom is the payload's language when the template
+	// lacked it and the message went in the channel's default instead.
+	LanguageFallbackFrom string         `json:"language_fallback_from,omitempty"`
+	Channel              *health.Status `json:"channel,omitempty"` // when the channel holds this queued row
 }
 
 type jobView struct {
@@ -230,6 +249,18 @@ func readEvent(ctx context.Context, pool *pgxpool.Pool, eventID string) (*eventV
 	if v.History, err = ledger.Events(ctx, pool, n.ID); err != nil {
 		return nil, err
 	}
+	if v.LanguageFallbackFrom, err = ledger.LanguageFallback(ctx, pool, n.ID); err != nil {
+		return nil, err
+	}
+	if n.Status == ledger.StatusQueued || n.Status == ledger.StatusSending {
+		chans, err := health.Read(ctx, pool, health.Default)
+		if err != nil {
+			return nil, err
+		}
+		if !chans[0].Healthy() {
+			v.Channel = &chans[0]
+		}
+	}
 	rows, err := pool.Query(ctx, `SELECT id, kind, state::text, attempt, max_attempts, scheduled_at,
 			coalesce(errors[array_length(errors, 1)]->>'error', '')
 		FROM river_job WHERE kind LIKE 'cancelnotify_%' AND args @> jsonb_build_object('notification_id', $1::bigint) ORDER BY id`, n.ID)
@@ -255,7 +286,14 @@ func (v *eventView) print(w io.Writer) {
 	fmt.Fprintf(tw, "status\t%s\n", n.Status)
 	fmt.Fprintf(tw, "wamid\t%s\n", dash(n.Wamid))
 	fmt.Fprintf(tw, "to\t%s\n", dash(ledger.MaskPhone(n.Phone)))
-	fmt.Fprintf(tw, "template\t%s (%s)\n", n.Template, n.Language)
+	if v.LanguageFallbackFrom != "" {
+		fmt.Fprintf(tw, "template\t%s (%s: fallback, the template lacks the payload's %s)\n", n.Template, n.Language, v.LanguageFallbackFrom)
+	} else {
+		fmt.Fprintf(tw, "template\t%s (%s)\n", n.Template, n.Language)
+	}
+	if v.Channel != nil {
+		fmt.Fprintf(tw, "held\tchannel %s %s\n", v.Channel.Channel, v.Channel.Describe())
+	}
 	if len(n.Params) > 0 {
 		fmt.Fprintf(tw, "params\t%s\n", strings.Join(quoteAll(n.Params), " · "))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,7 @@ func TestConfigErrorsAllAtOnce(t *testing.T) {
 		"CANCELNOTIFY_LOG_LEVEL":      "loud",
 		"CANCELNOTIFY_SCHEMA":         "Bad-Schema",
 		"CANCELNOTIFY_ADMIN_USER":     "ops",
+		"ONEMSG_SEND_TTL":             "13h",
 	}, "run")
 	if code != 2 {
 		t.Errorf("exit %d, want 2", code)
@@ -48,6 +50,7 @@ func TestConfigErrorsAllAtOnce(t *testing.T) {
 		"CANCELNOTIFY_CALLBACK_SECRET (--callback-secret) is not",
 		"CANCELNOTIFY_ADMIN_USER (--admin-user) and CANCELNOTIFY_ADMIN_PASSWORD (--admin-password) go together",
 		`CANCELNOTIFY_LOG_LEVEL (--log-level) = "loud" is not a log level`,
+		`ONEMSG_SEND_TTL (--onemsg-send-ttl) = "13h" is outside what Meta accepts for a utility template`,
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
@@ -139,5 +142,35 @@ func TestInterspersed(t *testing.T) {
 	}
 	if st.raw != "failed" || js.raw != "true" || strings.Join(fs.Args(), ",") != "ev-1,ev-2" {
 		t.Errorf("status %q json %q args %v", st.raw, js.raw, fs.Args())
+	}
+}
+
+// ONEMSG_SEND_TTL takes seconds or a duration within Meta's utility range, or -1.
+func TestSendTTL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want int
+		bad  string
+	}{
+		{"", 0, ""}, {"21600", 21600, ""}, {"6h", 21600, ""}, {"30s", 30, ""}, {"12h", 43200, ""}, {"-1", -1, ""},
+		{"29", 0, "outside"}, {"43201", 0, "outside"}, {"0", 0, "outside"}, {"1.5s", 0, "not a time-to-live"}, {"soon", 0, "not a time-to-live"},
+	}
+	for _, tt := range tests {
+		s := newSettings(flag.NewFlagSet("t", flag.ContinueOnError), func(k string) string {
+			if k == "ONEMSG_SEND_TTL" {
+				return tt.in
+			}
+			return ""
+		})
+		o := s.add("ONEMSG_SEND_TTL", "onemsg-send-ttl", "", "")
+		got := s.sendTTL(o)
+		err := s.err()
+		switch {
+		case tt.bad == "" && (err != nil || got != tt.want):
+			t.Errorf("%q: %d, %v; want %d", tt.in, got, err, tt.want)
+		case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad)):
+			t.Errorf("%q: error %v, want one saying %q", tt.in, err, tt.bad)
+		}
 	}
 }

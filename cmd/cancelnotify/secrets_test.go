@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -92,15 +93,17 @@ func TestSecretsNeverShown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// 401 is channel-wide: the rows wait, queued, and the channel is held.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var failed int
-		_ = pool.QueryRow(context.Background(), "SELECT count(*) FROM notification WHERE status = 'failed'").Scan(&failed)
-		if failed == 3 {
+		var queued, held int
+		_ = pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE status = 'queued'),
+			(SELECT count(*) FROM channel_health WHERE state = 'held') FROM notification`).Scan(&queued, &held)
+		if queued == 3 && held == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("rows not failed in time; logs:\n%s", logs.String())
+			t.Fatalf("channel not held with 3 rows waiting in time; logs:\n%s", logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -124,10 +127,17 @@ func TestSecretsNeverShown(t *testing.T) {
 	fetch("metrics", "GET", "http://"+adminAddr+"/metrics", true)
 	fetch("readyz", "GET", "http://"+adminAddr+"/readyz", false)
 
+	// status and check say the channel is held, why and since when.
+	heldLine := regexp.MustCompile(`channel default:? held since \d{4}-\d\d-\d\dT[0-9:]+Z \([^)]+\): http_401 .*Wrong token`)
 	for _, args := range [][]string{{"status"}, {"status", "order-0"}, {"status", "order-0", "--json"}, {"status", "--status", "failed"}, {"check"}, {"check", "--json"}} {
 		var out, errOut bytes.Buffer
 		code := runMain(context.Background(), args, &env{getenv: getenv, stdout: &out, stderr: &errOut})
 		outputs = append(outputs, fmt.Sprintf("%v (exit %d):\n%s%s", args, code, out.String(), errOut.String()))
+		if len(args) == 1 || (args[0] == "status" && len(args) == 2) {
+			if !heldLine.MatchString(out.String()) {
+				t.Errorf("%v does not say the channel is held, why and since when:\n%s", args, out.String())
+			}
+		}
 	}
 	cancel()
 	if code := <-done; code != 0 {

@@ -61,11 +61,25 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	if !d.relay.Listening() {
 		checks["relay"], ready = "not listening (polling only) — database connection lost?", false
 	}
+	// A held channel leaves the daemon ready: the webhook receiver must keep
+	// taking statuses, and the held sends resume by themselves. The body
+	// names it for whoever looks.
+	var held []string
+	for _, st := range d.health.Snapshot() {
+		if !st.Healthy() {
+			checks["channel "+st.Channel] = st.Describe()
+			held = append(held, st.Channel)
+		}
+	}
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+	body := map[string]any{"ready": ready, "checks": checks}
+	if len(held) > 0 {
+		body["held_channels"] = held
+	}
+	writeJSON(w, status, body)
 }
 
 // basicAuth requires user and password when user is set.

@@ -20,6 +20,7 @@ import (
 	"github.com/riverqueue/river"
 	"golang.org/x/time/rate"
 
+	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/metrics"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
@@ -41,7 +42,17 @@ type Config struct {
 	Template  string        // ONEMSG_TEMPLATE
 	Namespace string        // ONEMSG_NAMESPACE
 	Language  string        // ONEMSG_LANGUAGE
-	Body      string        // template body, for the 1024-character rule; default: the one preflight reads, else outbox.DefaultBody
+	// SendTTL is ONEMSG_SEND_TTL in seconds, sent as messageSendTtlSeconds
+	// (utility templates: 30–43200, or -1); 0 leaves Meta's default.
+	SendTTL int
+	// ProbeBackoffMin and ProbeBackoffMax pace the probes of a held channel
+	// (defaults 1s and 1m); ProbeTick is how often each daemon looks at the
+	// channels' health (default 500ms).
+	ProbeBackoffMin, ProbeBackoffMax, ProbeTick time.Duration
+	// MetricsCacheFor is how long the gauges read from Postgres are reused
+	// between scrapes; default 10s.
+	MetricsCacheFor time.Duration
+	Body            string // template body, for the 1024-character rule; default: the one preflight reads, else outbox.DefaultBody
 
 	RelayBatchSize    int
 	RelayPollInterval time.Duration
@@ -125,6 +136,7 @@ type Daemon struct {
 	webhookLn net.Listener
 	adminLn   net.Listener
 	metrics   *metrics.Metrics
+	health    *health.Monitor
 
 	riverRunning atomic.Bool
 }
@@ -149,7 +161,10 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := metrics.New(pool, 10*time.Second, cfg.Logger)
+	if cfg.MetricsCacheFor <= 0 {
+		cfg.MetricsCacheFor = 10 * time.Second
+	}
+	m := metrics.New(pool, cfg.MetricsCacheFor, cfg.Logger)
 	cfg.OneMsg.Observer = m
 	api, err := onemsg.NewClient(cfg.OneMsg)
 	if err != nil {
@@ -171,15 +186,30 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			cfg.Body = body
 		}
 	}
-	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m}
+	ttl := time.Duration(cfg.SendTTL) * time.Second
+	if cfg.SendTTL < 0 {
+		ttl = 30 * 24 * time.Hour // -1: Meta's 30 days
+	}
+	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m, SendTTL: ttl}
 	var limiter jobs.Limiter
 	if cfg.Rate > 0 {
 		// Burst 1: sends are spread evenly, so 1MSG's and Meta's per-second
 		// windows never see more than the rate, whatever the backlog.
 		limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
 	}
+	d.health = health.New(health.Config{Pool: pool, Owner: cfg.RiverID, Wake: jobs.WakeHeld(pool),
+		Channels: []health.Channel{{Name: health.Default, API: api, Template: cfg.Template, Namespace: cfg.Namespace, Language: cfg.Language}},
+		Tick:     cfg.ProbeTick, BackoffMin: cfg.ProbeBackoffMin, BackoffMax: cfg.ProbeBackoffMax, Lease: 2*cfg.OneMsg.Timeout + 30*time.Second,
+		Logger: cfg.Logger})
+	m.WatchChannels(health.Default)
+	// The health view must be current before the first send asks it: a
+	// channel held before a restart stays held.
+	if err := d.health.Refresh(ctx); err != nil {
+		cfg.Logger.Warn("channel health unreadable at start; sends proceed until it is read", "error", err)
+	}
 	d.river, err = jobs.NewClient(jobs.Config{
 		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, API: api, Namespace: cfg.Namespace, Limiter: limiter,
+		Channel: health.Default, Language: cfg.Language, SendTTL: cfg.SendTTL, Health: d.health,
 		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers,
 		TrackFor: cfg.TrackFor, TrackFirstPoll: cfg.TrackFirstPoll, SendFor: cfg.SendFor,
 		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
@@ -257,6 +287,9 @@ func (d *Daemon) AdminURL() string {
 	return "http://" + d.adminLn.Addr().String()
 }
 
+// ChannelHealth returns this daemon's view of its channels' health.
+func (d *Daemon) ChannelHealth() []health.Status { return d.health.Snapshot() }
+
 // Relay returns the outbox relay.
 func (d *Daemon) Relay() *outbox.Relay { return d.relay }
 
@@ -322,6 +355,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		serve("admin", d.adminLn, h, false)
 		d.logger.Info("admin endpoints listening", "addr", d.adminLn.Addr().String(), "basic_auth", d.cfg.AdminUser != "")
 	}
+
+	bgWG.Go(func() { d.health.Run(bg) })
 
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	defer stopRelay()

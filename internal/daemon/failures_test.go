@@ -87,7 +87,9 @@ func TestValidationAtTheRelay(t *testing.T) {
 	}
 }
 
-// 1MSG refusals end the row failed with 1MSG's own text, after one request.
+// 1MSG refusals of one message end the row failed with 1MSG's own text,
+// after one request. A wrong token or a template the channel lacks holds the
+// channel instead (health_test.go).
 func TestPermanentRefusals(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -104,16 +106,6 @@ func TestPermanentRefusals(t *testing.T) {
 				c.Templates[0].BodyParams = 3
 			},
 			wantCode: "132000", wantText: "Number of parameters does not match",
-		},
-		{
-			name:     "sent:false unknown template",
-			daemon:   func(c *daemonCfg) { c.Template = "no_such_template" },
-			wantCode: "132001", wantText: "does not exist",
-		},
-		{
-			name:     "401 wrong token",
-			daemon:   func(c *daemonCfg) { c.OneMsg.Token = "wrong-token" },
-			wantCode: "http_401", wantText: "Wrong token",
 		},
 		{
 			name:     "422 missing namespace",

@@ -100,7 +100,7 @@ func (l *Ledger) Apply(ctx context.Context, tx pgx.Tx, reports []Report) (*Apply
 	}
 
 	res.Rows = byID
-	a := &applier{now: time.Now().UTC(), byID: byID, byWamid: byWamid, res: res}
+	a := &applier{now: time.Now().UTC(), byID: byID, byWamid: byWamid, res: res, ttl: l.SendTTL}
 	for _, r := range reports {
 		a.report(r)
 	}
@@ -132,6 +132,7 @@ type applier struct {
 	res     *ApplyResult
 	w       writer
 	adopted []string // wamids recorded by this Apply
+	ttl     time.Duration
 }
 
 func (a *applier) report(r Report) {
@@ -179,7 +180,9 @@ func (a *applier) report(r Report) {
 		n.Status = st
 		switch st {
 		case StatusFailed:
-			n.ErrorCode, n.Error = r.ErrorCode, truncate(r.Error, 2000)
+			n.ErrorCode, n.Error = r.ErrorCode, truncate(joinText(r.Error, TTLNote(a.ttl, n.SentAt, at)), 2000)
+		case StatusExpired:
+			n.Error = TTLNote(a.ttl, n.SentAt, at)
 		case StatusDelivered, StatusRead:
 			// A multi-device delivered after failed: the failure no longer describes the row.
 			n.ErrorCode, n.Error = "", ""
@@ -549,4 +552,24 @@ func (l *Ledger) StartAttempts(ctx context.Context, tx pgx.Tx, ids []int64, crea
 		w.changes = append(w.changes, Change{Notification: n, From: StatusQueued, To: StatusSending, Source: SourceDaemon, At: at})
 	}
 	return out, w.flush(ctx, l, tx, false)
+}
+
+// TTLNote says that Meta dropped a message for its time-to-live when a
+// failed or expired status comes ttl or more after the message was sent,
+// and "" otherwise (no TTL set, not sent, or too early).
+func TTLNote(ttl time.Duration, sentAt *time.Time, at time.Time) string {
+	if ttl <= 0 || sentAt == nil || at.Sub(*sentAt) < ttl {
+		return ""
+	}
+	return fmt.Sprintf("not delivered within ONEMSG_SEND_TTL (%s) of sending: Meta stops trying then and drops the message", ttl)
+}
+
+func joinText(a, b string) string {
+	switch {
+	case b == "":
+		return a
+	case a == "":
+		return b
+	}
+	return a + "; " + b
 }

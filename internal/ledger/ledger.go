@@ -181,6 +181,9 @@ type Ledger struct {
 	Schema   string
 	OnChange ChangeFunc
 	Observer Observer
+	// SendTTL is ONEMSG_SEND_TTL: a failed or expired status that comes this
+	// long or longer after sent_at says Meta dropped the message for it.
+	SendTTL time.Duration
 }
 
 // event is a notification_event row to write.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -264,5 +265,45 @@ func TestAdoptHeldSettlesTheRace(t *testing.T) {
 	}
 	if again, err := l.AdoptHeld(ctx, pool, time.Minute); err != nil || again != 0 {
 		t.Errorf("second AdoptHeld = %d, %v; want nothing left", again, err)
+	}
+}
+
+// With ONEMSG_SEND_TTL, a failed or expired status that comes after the
+// TTL says Meta dropped the message for it; one that comes earlier does not.
+func TestTTLTexts(t *testing.T) {
+	t.Parallel()
+	pool, schema := dbtest.New(t)
+	l := &ledger.Ledger{Schema: schema, SendTTL: time.Hour}
+	ctx := context.Background()
+	sent := time.Now().Add(-2 * time.Hour)
+	tests := []struct {
+		name, status string
+		after        time.Duration // since sent
+		wantDropped  bool
+	}{
+		{"failed after the TTL", "failed", 90 * time.Minute, true},
+		{"failed before the TTL", "failed", 10 * time.Minute, false},
+		{"expired after the TTL", "expired", 2 * time.Hour, true},
+	}
+	for i, tt := range tests {
+		n := create(t, pool, l, int64(i+1), ledger.StatusSending)
+		wamid := fmt.Sprintf("wamid.ttl%d", i)
+		apply(t, pool, l, ledger.Report{NotificationID: n.ID, Wamid: wamid, Status: "sent", Source: ledger.SourceAPI, OccurredAt: sent})
+		r := ledger.Report{Wamid: wamid, Status: tt.status, Source: ledger.SourcePoll, OccurredAt: sent.Add(tt.after)}
+		if tt.status == "failed" {
+			r.ErrorCode, r.Error = "131026", "Message undeliverable"
+		}
+		apply(t, pool, l, r)
+		got, err := ledger.Get(ctx, pool, n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dropped := strings.Contains(got.Error, "not delivered within ONEMSG_SEND_TTL (1h0m0s)")
+		if string(got.Status) != tt.status || dropped != tt.wantDropped {
+			t.Errorf("%s: %s %q; want %s, TTL named: %v", tt.name, got.Status, got.Error, tt.status, tt.wantDropped)
+		}
+		if tt.status == "failed" && !strings.HasPrefix(got.Error, "Message undeliverable") {
+			t.Errorf("%s: error %q lost Meta's text", tt.name, got.Error)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
@@ -35,6 +36,7 @@ type Metrics struct {
 	apiDuration  *prometheus.HistogramVec
 	webhookReqs  *prometheus.CounterVec
 	webhookStats *prometheus.CounterVec
+	tables       *tableCollector
 }
 
 // latencyBuckets span a few milliseconds (commit to 1MSG acceptance on a
@@ -81,9 +83,19 @@ func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger) *Metrics
 	m.reg.MustRegister(m.transitions, m.toAccepted, m.toDelivered, m.apiCalls, m.apiDuration, m.webhookReqs, m.webhookStats,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
-		m.reg.MustRegister(&tableCollector{db: db, cacheFor: cacheFor, logger: logger})
+		m.tables = &tableCollector{db: db, cacheFor: cacheFor, logger: logger}
+		m.reg.MustRegister(m.tables)
 	}
 	return m
+}
+
+// WatchChannels names the channels whose health the gauges
+// cancelnotify_channel_healthy and cancelnotify_channel_held report. Call
+// it before serving.
+func (m *Metrics) WatchChannels(names ...string) {
+	if m.tables != nil {
+		m.tables.channels = append(m.tables.channels, names...)
+	}
 }
 
 // Registry returns the registry, for tests and extra collectors.
@@ -131,6 +143,7 @@ type tableCollector struct {
 	db       *pgxpool.Pool
 	cacheFor time.Duration
 	logger   *slog.Logger
+	channels []string
 
 	mu      sync.Mutex
 	at      time.Time
@@ -138,11 +151,13 @@ type tableCollector struct {
 }
 
 var (
-	descNotifications = prometheus.NewDesc(namespace+"_notifications", "Notifications by current status (in_doubt > 0 needs an operator).", []string{"status"}, nil)
-	descRelayLag      = prometheus.NewDesc(namespace+"_relay_lag_seconds", "Age of the oldest outbox row not relayed yet (0 when none).", nil, nil)
-	descRelayBacklog  = prometheus.NewDesc(namespace+"_relay_backlog", "Outbox rows not relayed yet.", nil, nil)
-	descRiverJobs     = prometheus.NewDesc(namespace+"_river_jobs", "River jobs by state and queue.", []string{"state", "queue"}, nil)
-	descScrapeErrors  = prometheus.NewDesc(namespace+"_db_scrape_ok", "1 when the last read of the table gauges succeeded.", nil, nil)
+	descNotifications  = prometheus.NewDesc(namespace+"_notifications", "Notifications by current status (in_doubt > 0 needs an operator).", []string{"status"}, nil)
+	descRelayLag       = prometheus.NewDesc(namespace+"_relay_lag_seconds", "Age of the oldest outbox row not relayed yet (0 when none).", nil, nil)
+	descRelayBacklog   = prometheus.NewDesc(namespace+"_relay_backlog", "Outbox rows not relayed yet.", nil, nil)
+	descRiverJobs      = prometheus.NewDesc(namespace+"_river_jobs", "River jobs by state and queue.", []string{"state", "queue"}, nil)
+	descChannelHealthy = prometheus.NewDesc(namespace+"_channel_healthy", "1 when the channel's sends go out, 0 while a channel-wide refusal holds them (cancelnotify status shows why).", []string{"channel"}, nil)
+	descChannelHeld    = prometheus.NewDesc(namespace+"_channel_held", "Messages waiting, still queued, for a held channel (0 when healthy).", []string{"channel"}, nil)
+	descScrapeErrors   = prometheus.NewDesc(namespace+"_db_scrape_ok", "1 when the last read of the table gauges succeeded.", nil, nil)
 )
 
 func (c *tableCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -150,6 +165,8 @@ func (c *tableCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRelayLag
 	ch <- descRelayBacklog
 	ch <- descRiverJobs
+	ch <- descChannelHealthy
+	ch <- descChannelHeld
 	ch <- descScrapeErrors
 }
 
@@ -220,6 +237,21 @@ func (c *tableCollector) read() []prometheus.Metric {
 	}
 	if err := rows.Err(); err != nil {
 		return fail(err)
+	}
+	if len(c.channels) > 0 {
+		st, err := health.Read(ctx, c.db, c.channels...)
+		if err != nil {
+			return fail(err)
+		}
+		for _, s := range st {
+			ok := 0.0
+			if s.Healthy() {
+				ok = 1
+			}
+			out = append(out,
+				prometheus.MustNewConstMetric(descChannelHealthy, prometheus.GaugeValue, ok, s.Channel),
+				prometheus.MustNewConstMetric(descChannelHeld, prometheus.GaugeValue, float64(s.Held), s.Channel))
+		}
 	}
 	return append(out, prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, 1))
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
@@ -98,12 +99,27 @@ func Run(ctx context.Context, c Config) *Report {
 			r.add("database", Fail, "%v", err)
 		} else {
 			r.add("database", OK, "reachable; schema %s migrated (version %d)", c.Schema, cnsql.Latest())
+			checkHealth(ctx, r, c)
 		}
 	}
 	checkChannel(ctx, r, c)
 	checkTemplate(ctx, r, c)
 	checkWebhook(ctx, r, c)
 	return r
+}
+
+// checkHealth reports what the daemons recorded about the channel: held
+// sends wait for a probe, and resume by themselves (README "Channel health").
+func checkHealth(ctx context.Context, r *Report, c Config) {
+	st, err := health.Read(ctx, c.Pool, health.Default)
+	switch {
+	case err != nil:
+		r.add("health", Warn, "channel health unreadable: %v", err)
+	case st[0].Healthy():
+		r.add("health", OK, "channel %s: sends go out (no channel-wide refusal recorded)", st[0].Channel)
+	default:
+		r.add("health", Warn, "channel %s %s; the daemon resumes it by itself once 1MSG answers again", st[0].Channel, st[0].Describe())
+	}
 }
 
 func checkChannel(ctx context.Context, r *Report, c Config) {

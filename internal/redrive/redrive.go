@@ -67,11 +67,13 @@ func (o *Operator) Retry(ctx context.Context, eventIDs []string) []Outcome {
 	return out
 }
 
-// Filter selects notifications by status and age of their last change.
+// Filter selects notifications by status, error code and age of their
+// last change.
 type Filter struct {
-	Statuses []ledger.Status
-	Since    time.Duration // changed within this long; 0 = any time
-	Limit    int           // default 1000
+	Statuses   []ledger.Status
+	ErrorCodes []string      // notification.error_code is one of these (e.g. "http_401", "132015"); empty = any
+	Since      time.Duration // changed within this long; 0 = any time
+	Limit      int           // default 1000
 }
 
 // Find returns the event ids of the notifications f selects, oldest first.
@@ -90,7 +92,8 @@ func Find(ctx context.Context, db ledger.DB, f Filter) ([]string, error) {
 	}
 	rows, err := db.Query(ctx, `SELECT event_id FROM notification
 		WHERE (cardinality($1::text[]) = 0 OR status = ANY($1)) AND ($2::timestamptz IS NULL OR updated_at >= $2)
-		ORDER BY updated_at, id LIMIT $3`, statuses, since, f.Limit)
+			AND (cardinality($4::text[]) = 0 OR error_code = ANY($4))
+		ORDER BY updated_at, id LIMIT $3`, statuses, since, f.Limit, nonNil(f.ErrorCodes))
 	if err != nil {
 		return nil, fmt.Errorf("find notifications: %w", err)
 	}
@@ -186,4 +189,11 @@ func (o *Operator) act(ctx context.Context, eventID string, fn func(pgx.Tx, *led
 func detail(m map[string]any) []byte {
 	b, _ := json.Marshal(m)
 	return b
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -177,6 +177,38 @@ func TestFind(t *testing.T) {
 	}
 }
 
+// --error-code: only the failed rows whose error_code is listed.
+func TestFindByErrorCode(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	codes := map[string]string{}
+	for i, code := range []string{"http_401", "131026", "132015", "http_401"} {
+		id := f.row(i+1, ledger.StatusFailed)
+		codes[id] = code
+		if _, err := f.pool.Exec(ctx, "UPDATE notification SET error_code = $2 WHERE event_id = $1", id, code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		codes []string
+		want  int
+	}{
+		{[]string{"http_401"}, 2}, {[]string{"http_401", "132015"}, 3}, {[]string{"131026"}, 1}, {[]string{"368"}, 0}, {nil, 4},
+	}
+	for _, tt := range tests {
+		got, err := redrive.Find(ctx, f.pool, redrive.Filter{Statuses: []ledger.Status{ledger.StatusFailed}, ErrorCodes: tt.codes})
+		if err != nil || len(got) != tt.want {
+			t.Errorf("codes %v: %v, %v; want %d rows", tt.codes, got, err, tt.want)
+		}
+		for _, id := range got {
+			if len(tt.codes) > 0 && !slices.Contains(tt.codes, codes[id]) {
+				t.Errorf("codes %v: found %s with code %s", tt.codes, id, codes[id])
+			}
+		}
+	}
+}
+
 func TestResolve(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

@@ -318,8 +318,9 @@ func (s *Server) handleTemplates(w http.ResponseWriter, _ *http.Request, _ map[s
 		Components     []comp `json:"components"`
 		RejectedReason string `json:"rejected_reason"`
 	}
-	list := make([]tplJSON, 0, len(s.cfg.Templates))
-	for _, t := range s.cfg.Templates {
+	tpls := s.templates()
+	list := make([]tplJSON, 0, len(tpls))
+	for _, t := range tpls {
 		comps := []comp{{Type: "BODY", Text: t.Body}}
 		if len(t.Buttons) > 0 {
 			bs := make([]button, len(t.Buttons))
@@ -345,8 +346,14 @@ func (s *Server) handleTemplates(w http.ResponseWriter, _ *http.Request, _ map[s
 }
 
 // handleStatus is GET /status.
-func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request, _ map[string]json.RawMessage) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": s.cfg.ChannelStatus})
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ map[string]json.RawMessage) {
+	if !s.sleep(r.Context(), s.Faults().StatusLatency) {
+		return
+	}
+	s.mu.Lock()
+	st := s.account.status
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{"status": st})
 }
 
 // handleMe is GET /me, the business profile.

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -15,6 +16,11 @@ import (
 //	GET  /_sandbox/faults              Faults
 //	PUT  /_sandbox/faults              Faults in, Faults out; 400 names a bad field
 //	POST /_sandbox/reset[?settings=1]  {"reset":true}
+//	GET  /_sandbox/calls               []Call (channel methods other than sendTemplate)
+//	GET  /_sandbox/account             AccountState
+//	POST /_sandbox/token               {"revoked":true|false}
+//	POST /_sandbox/channel             {"status":"disconnected"|"connected"|…}
+//	POST /_sandbox/template            {"name":…,"language":…(optional),"status":"paused"|"approved"|…}
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	verb := func(want string) bool {
 		if r.Method != want {
@@ -68,6 +74,47 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		default:
 			methodNotAllowed(w, r, http.MethodGet, http.MethodPut)
 		}
+	case "/_sandbox/calls":
+		if verb(http.MethodGet) {
+			writeJSON(w, http.StatusOK, s.Calls())
+		}
+	case "/_sandbox/account":
+		if verb(http.MethodGet) {
+			writeJSON(w, http.StatusOK, s.Account())
+		}
+	case "/_sandbox/token", "/_sandbox/channel", "/_sandbox/template":
+		if !verb(http.MethodPost) {
+			return
+		}
+		var in struct {
+			Revoked  *bool  `json:"revoked"`
+			Status   string `json:"status"`
+			Name     string `json:"name"`
+			Language string `json:"language"`
+		}
+		b, err := readBody(w, r)
+		if err == nil {
+			err = json.Unmarshal(b, &in)
+		}
+		if err == nil {
+			switch strings.TrimSuffix(r.URL.Path, "/") {
+			case "/_sandbox/token":
+				if in.Revoked == nil {
+					err = errors.New(`want {"revoked":true} or {"revoked":false}`)
+				} else {
+					s.setRevoked(*in.Revoked)
+				}
+			case "/_sandbox/channel":
+				err = s.SetChannelStatus(in.Status)
+			default:
+				err = s.SetTemplateStatus(in.Name, in.Language, in.Status)
+			}
+		}
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.Account())
 	case "/_sandbox/reset":
 		if verb(http.MethodPost) {
 			s.Reset(truthy(r.URL.Query().Get("settings")))
@@ -75,7 +122,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{
-			"error": "unknown sandbox endpoint " + r.URL.Path + "; see /_sandbox/stats, messages, requests, faults, reset",
+			"error": "unknown sandbox endpoint " + r.URL.Path + "; see /_sandbox/stats, messages, requests, calls, faults, account, token, channel, template, reset",
 		})
 	}
 }

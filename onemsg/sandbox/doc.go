@@ -33,6 +33,12 @@
 //	PUT  /_sandbox/faults    replace Faults (durations as "250ms" or milliseconds)
 //	POST /_sandbox/reset     forget messages, requests, stats, faults, limits
 //	                         (?settings=1 also restores the initial channel settings)
+//	GET  /_sandbox/calls     []Call, every other channel call (status, templates…)
+//	GET  /_sandbox/account   AccountState: token revoked, channel status, templates
+//	POST /_sandbox/token     {"revoked":true|false}: 401 for every call, or not
+//	POST /_sandbox/channel   {"status":"disconnected"|"connected"|…}: GET /status,
+//	                         and sendTemplate refused while not connected
+//	POST /_sandbox/template  {"name","language"?,"status":"paused"|"approved"|…}
 //
 // These paths are outside any channel and need no token.
 //

@@ -65,6 +65,10 @@ type Faults struct {
 	// error 131056, like every other rejection Meta returns through 1MSG's
 	// send pipeline; 1MSG documents 429 only for its own limiter.
 	PairInterval time.Duration `json:"pairInterval"`
+
+	// StatusLatency delays every GET /status answer, so that a test can see
+	// whether two clients probe the channel at once (Server.Calls).
+	StatusLatency time.Duration `json:"statusLatency"`
 }
 
 // Validate reports the first field that is out of range.
@@ -88,7 +92,7 @@ func (f Faults) Validate() error {
 		v    time.Duration
 	}{
 		{"retryAfter", f.RetryAfter}, {"slowBy", f.SlowBy}, {"latency", f.Latency},
-		{"queuedFor", f.QueuedFor}, {"pairInterval", f.PairInterval},
+		{"queuedFor", f.QueuedFor}, {"pairInterval", f.PairInterval}, {"statusLatency", f.StatusLatency},
 	}
 	for _, d := range durations {
 		if d.v < 0 {
@@ -161,6 +165,7 @@ type faultsJSON struct {
 	Down           bool         `json:"down"`
 	RatePerSecond  float64      `json:"ratePerSecond"`
 	PairInterval   jsonDuration `json:"pairInterval"`
+	StatusLatency  jsonDuration `json:"statusLatency"`
 }
 
 // MarshalJSON writes durations as Go duration strings.
@@ -172,6 +177,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		Latency: jsonDuration(f.Latency), Queued: f.Queued, QueuedFor: jsonDuration(f.QueuedFor),
 		DuplicateAcks: f.DuplicateAcks, OutOfOrderAcks: f.OutOfOrderAcks, Down: f.Down,
 		RatePerSecond: f.RatePerSecond, PairInterval: jsonDuration(f.PairInterval),
+		StatusLatency: jsonDuration(f.StatusLatency),
 	})
 }
 
@@ -194,6 +200,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		Latency: time.Duration(j.Latency), Queued: j.Queued, QueuedFor: time.Duration(j.QueuedFor),
 		DuplicateAcks: j.DuplicateAcks, OutOfOrderAcks: j.OutOfOrderAcks, Down: j.Down,
 		RatePerSecond: j.RatePerSecond, PairInterval: time.Duration(j.PairInterval),
+		StatusLatency: time.Duration(j.StatusLatency),
 	}
 	return nil
 }

@@ -198,6 +198,10 @@ func (s *Server) handleSendTemplate(w http.ResponseWriter, r *http.Request) {
 
 	d := s.decide(f)
 	ans := answer{w: w, ctx: ctx, s: s, rec: rec, slowBy: d.slowBy}
+	if rej := s.notConnected(); rej != nil {
+		ans.reject(rej)
+		return
+	}
 	switch {
 	case d.hang:
 		rec.Outcome = OutcomeHang
@@ -471,7 +475,7 @@ func (s *Server) checkOtherComponents(tpl Template, comps []component) *rejectio
 func (s *Server) findTemplate(name, ns, lang string) (Template, *rejection) {
 	const notExist = "Template name does not exist in the translation"
 	var named []Template
-	for _, t := range s.cfg.Templates {
+	for _, t := range s.templates() {
 		if t.Name == name {
 			named = append(named, t)
 		}

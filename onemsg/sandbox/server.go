@@ -57,6 +57,8 @@ type Server struct {
 	reqSeq        int64
 	msgNumber     int64
 	idSeq         uint64
+	account       account // what the channel's owner changes at run time (account.go)
+	calls         []Call
 }
 
 // route is a channel method other than sendTemplate. Its handler gets the
@@ -240,6 +242,8 @@ func (s *Server) resetLocked(f Faults) {
 	s.stats = Stats{AcceptedByPhone: map[string]int{}}
 	s.reqSeq = 0
 	s.msgNumber = 0
+	s.account = newAccount(s.cfg)
+	s.calls = nil
 }
 
 // chanceLocked draws true with probability p (clamped to [0,1]). It draws
@@ -328,6 +332,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	start := time.Now()
+	defer func() { s.logCall(method, r.Method, start) }()
 	if !s.authorize(w, r, body) {
 		return
 	}
@@ -380,7 +386,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, body map[stri
 // tokenOK compares in constant time: the sandbox may run next to real
 // secrets when ONEMSG_TOKEN is shared with the daemon.
 func (s *Server) tokenOK(t string) bool {
-	return subtle.ConstantTimeCompare([]byte(t), []byte(s.cfg.Token)) == 1
+	s.mu.Lock()
+	revoked := s.account.tokenRevoked
+	s.mu.Unlock()
+	return !revoked && subtle.ConstantTimeCompare([]byte(t), []byte(s.cfg.Token)) == 1
 }
 
 func unauthorizedBody(token, channel string) map[string]string {
