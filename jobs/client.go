@@ -37,7 +37,8 @@ type Config struct {
 	CallTimeout time.Duration // one 1MSG call's timeout; sizes the job timeouts (default 15s)
 
 	// CallbackURL, when set, receives every final status and in_doubt as a
-	// signed POST (CallbackSecret keys the HMAC); see Callbacks.
+	// POST signed per Standard Webhooks with CallbackSecret (whsec_<base64>,
+	// see NewSigner); see Callbacks.
 	CallbackURL     string
 	CallbackSecret  string
 	CallbackWorkers int // default 10
@@ -152,8 +153,12 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 			&river.PeriodicJobOpts{ID: "cancelnotify_retention", RunOnStart: true}))
 	}
 	if cfg.CallbackURL != "" {
+		signer, err := NewSigner(cfg.CallbackSecret)
+		if err != nil {
+			return nil, err
+		}
 		if err := river.AddWorkerSafely(workers, &CallbackWorker{
-			url: cfg.CallbackURL, secret: []byte(cfg.CallbackSecret), logger: cfg.Logger,
+			url: cfg.CallbackURL, schema: cfg.Schema, signer: signer, logger: cfg.Logger,
 			http: &http.Client{Timeout: 20 * time.Second},
 		}); err != nil {
 			return nil, err

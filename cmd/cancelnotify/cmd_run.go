@@ -11,6 +11,7 @@ import (
 	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
+	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
@@ -142,7 +143,7 @@ func addDaemonOptions(s *settings) daemonOptions {
 		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", "127.0.0.1:8080", "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
 		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
-		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "HMAC-SHA256 key of the X-Cancelnotify-Signature header"),
+		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "Standard Webhooks signing secret of the callbacks (whsec_<base64>)"),
 	}
 }
 
@@ -192,7 +193,9 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 		c.CallbackURL = s.httpURL(o.callbackURL)
 		c.CallbackSecret, _ = s.secretValue(o.callbackSecret, "callback-secret")
 		if c.CallbackSecret == "" {
-			s.fail("%s is set but %s is not: the CRM needs it to verify callbacks (generate one with `openssl rand -hex 32`)", o.callbackURL.name(), o.callbackSecret.name())
+			s.fail("%s is set but %s is not: the CRM needs it to verify callbacks (generate one with `echo \"whsec_$(head -c 32 /dev/urandom | base64)\"`)", o.callbackURL.name(), o.callbackSecret.name())
+		} else if _, err := jobs.NewSigner(c.CallbackSecret); err != nil {
+			s.fail("%v", err)
 		}
 	}
 	if c.TrackFor > 0 && c.TrackFor < time.Minute {
