@@ -294,11 +294,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopBG()
 	var bgWG sync.WaitGroup
 	var servers []*http.Server
-	serve := func(name string, ln net.Listener, h http.Handler, timeouts bool) {
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
+	// Every listener bounds how long a client may take to send its request
+	// and how long an idle connection stays open; only the admin listener
+	// may write for longer (a 30s CPU profile, River UI's long polls).
+	serve := func(name string, ln net.Listener, h http.Handler, writeTimeout bool) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 			ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelDebug)}
-		if timeouts {
-			srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
+		if writeTimeout {
+			srv.WriteTimeout = 30 * time.Second
 		}
 		servers = append(servers, srv)
 		bgWG.Go(func() {
