@@ -20,6 +20,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 )
 
 // QueueCallback is the queue of CRM callbacks.
@@ -109,7 +110,11 @@ func Callbacks(inserter interface {
 			if err != nil {
 				return err
 			}
-			params = append(params, river.InsertManyParams{Args: CallbackArgs{NotificationID: c.Notification.ID, Status: c.To, Body: body}})
+			p := river.InsertManyParams{Args: CallbackArgs{NotificationID: c.Notification.ID, Status: c.To, Body: body}}
+			if md := tracing.Metadata(c.Notification.TraceParent); md != nil {
+				p.InsertOpts = &river.InsertOpts{Metadata: md} // the delivery belongs to the notification's trace
+			}
+			params = append(params, p)
 		}
 		if len(params) == 0 {
 			return nil

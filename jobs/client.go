@@ -12,9 +12,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 )
 
 // Config configures the River client and its workers.
@@ -59,7 +62,10 @@ type Config struct {
 	// RiverLogger is River's own log; default Logger. The daemon keeps it
 	// at warnings: River's info lines are about its internals.
 	RiverLogger *slog.Logger
-	TestOnly    bool
+	// TracerProvider traces every job (internal/tracing); nil, the
+	// default, installs no tracing at all.
+	TracerProvider trace.TracerProvider
+	TestOnly       bool
 
 	// afterSend is the send worker's crash point, for tests.
 	afterSend func(context.Context) error
@@ -159,14 +165,19 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		}
 		if err := river.AddWorkerSafely(workers, &CallbackWorker{
 			url: cfg.CallbackURL, schema: cfg.Schema, signer: signer, logger: cfg.Logger,
-			http: &http.Client{Timeout: 20 * time.Second},
+			http: &http.Client{Timeout: 20 * time.Second, Transport: tracing.Transport(cfg.TracerProvider, nil, "callback")},
 		}); err != nil {
 			return nil, err
 		}
 		queues[QueueCallback] = river.QueueConfig{MaxWorkers: cfg.CallbackWorkers, FetchPollInterval: slow}
 	}
 
+	var middleware []rivertype.Middleware
+	if cfg.TracerProvider != nil {
+		middleware = tracing.RiverMiddleware(cfg.TracerProvider)
+	}
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		Middleware:        middleware,
 		ID:                cfg.ID,
 		Schema:            cfg.Schema,
 		Logger:            cfg.RiverLogger,

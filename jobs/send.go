@@ -15,9 +15,12 @@ import (
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
 
@@ -96,6 +99,11 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		}
 	}
 	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts)
+	span := trace.SpanFromContext(ctx)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", n.ID), attribute.String("cancelnotify.event_id", n.EventID),
+			attribute.Int("cancelnotify.attempt", n.Attempts))
+	}
 
 	if err := w.limiter.Wait(ctx); err != nil {
 		return w.requeue(ctx, n, "interrupted while waiting for the send rate limit", err)
@@ -118,6 +126,9 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	defer cancel()
 
 	var apiErr *onemsg.Error
+	if span.IsRecording() {
+		span.SetAttributes(sendOutcome(res, err)...)
+	}
 	switch {
 	case err == nil && res.Queued():
 		log.Info("1MSG queued the send", "onemsg_job_id", res.JobID)
@@ -246,7 +257,7 @@ func (w *SendWorker) insertTrack(ctx context.Context, tx pgx.Tx, id int64, wamid
 		return fmt.Errorf("insert track job: %w", err)
 	}
 	_, err = client.InsertTx(ctx, tx, TrackArgs{NotificationID: id, Wamid: wamid, EventID: eventID},
-		&river.InsertOpts{ScheduledAt: time.Now().Add(w.firstPoll)})
+		&river.InsertOpts{ScheduledAt: time.Now().Add(w.firstPoll), Metadata: tracing.Metadata(tracing.TraceParent(ctx))})
 	if err != nil {
 		return fmt.Errorf("insert track job: %w", err)
 	}
@@ -282,8 +293,9 @@ func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acce
 	first := time.Now().Add(w.firstPoll)
 	params := make([]river.InsertManyParams, len(items))
 	for i, it := range items {
+		// The track job continues the send job's trace (it.ctx is the job's).
 		params[i] = river.InsertManyParams{Args: TrackArgs{NotificationID: it.id, Wamid: it.wamid, EventID: it.job.Args.EventID},
-			InsertOpts: &river.InsertOpts{ScheduledAt: first}}
+			InsertOpts: &river.InsertOpts{ScheduledAt: first, Metadata: tracing.Metadata(tracing.TraceParent(it.ctx))}}
 	}
 	tracks, err := client.InsertManyTx(ctx, tx, params)
 	if err != nil {
@@ -567,6 +579,22 @@ func (w *SendWorker) inDoubt(ctx context.Context, job *river.Job[SendArgs], n *l
 
 func (w *SendWorker) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, w.pool, fn)
+}
+
+// sendOutcome describes 1MSG's answer for the send job's span: the outcome
+// class of internal/metrics' onemsg_requests_total, and the wamid or code.
+func sendOutcome(res *onemsg.SendResult, err error) []attribute.KeyValue {
+	var apiErr *onemsg.Error
+	switch {
+	case err == nil && res.Queued():
+		return []attribute.KeyValue{attribute.String("cancelnotify.outcome", "queued_by_1msg")}
+	case err == nil:
+		return []attribute.KeyValue{attribute.String("cancelnotify.outcome", "ok"), attribute.String("cancelnotify.wamid", res.ID)}
+	case errors.As(err, &apiErr):
+		return []attribute.KeyValue{attribute.String("cancelnotify.outcome", apiErr.Kind.String()),
+			attribute.String("cancelnotify.error_code", apiErr.CodeString())}
+	}
+	return []attribute.KeyValue{attribute.String("cancelnotify.outcome", onemsg.KindUnknown.String())}
 }
 
 // jitter spreads retries of many jobs by ±20%.

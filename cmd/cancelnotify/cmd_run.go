@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,9 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
@@ -227,6 +231,24 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	}
 	cfg.Preflight = true
 	cfg.Notifier = sdnotify.FromEnv(e.getenv)
+	// Traces: the standard OTEL_* variables only (README, "Traces").
+	tp, shutdownTraces, err := tracing.FromEnv(ctx, e.getenv, cfg.OneMsg.Token, cfg.WebhookSecret, cfg.CallbackSecret,
+		cfg.AdminPassword, databasePassword(cfg.DatabaseURL))
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTraces(sctx); err != nil {
+			cfg.Logger.Warn("traces: the last spans were not exported", "error", err)
+		}
+	}()
+	if tp != nil {
+		cfg.TracerProvider = tp
+		cfg.Logger.Info("traces on", "exporter", cmp.Or(e.getenv("OTEL_TRACES_EXPORTER"), "otlp"),
+			"service_name", cmp.Or(e.getenv("OTEL_SERVICE_NAME"), tracing.DefaultServiceName))
+	}
 	d, err := daemon.New(ctx, cfg)
 	if errors.Is(err, cnsql.ErrNotMigrated) || errors.Is(err, preflight.ErrTemplateMissing) {
 		// Restarting cannot fix these (systemd: RestartPreventExitStatus=2).
@@ -236,4 +258,14 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return d.Run(ctx)
+}
+
+// databasePassword is the password in a connection string, so that traces
+// can be kept free of it; "" when there is none or it does not parse.
+func databasePassword(dsn string) string {
+	c, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return c.Password
 }

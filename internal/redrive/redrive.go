@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/jobs"
 )
 
@@ -121,7 +122,7 @@ func (o *Operator) Resolve(ctx context.Context, eventID string, r Resolution) Ou
 		}
 		switch {
 		case r.SentAs != "":
-			track, err := o.Jobs.InsertTx(ctx, tx, jobs.TrackArgs{NotificationID: n.ID, Wamid: r.SentAs, EventID: n.EventID}, nil)
+			track, err := o.Jobs.InsertTx(ctx, tx, jobs.TrackArgs{NotificationID: n.ID, Wamid: r.SentAs, EventID: n.EventID}, traced(n))
 			if err != nil {
 				return "", err
 			}
@@ -156,7 +157,7 @@ func (o *Operator) requeue(ctx context.Context, tx pgx.Tx, n *ledger.Notificatio
 		Reset: true, Detail: map[string]any{"by": o.Who}}); err != nil {
 		return err
 	}
-	_, err := o.Jobs.InsertTx(ctx, tx, jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Redrive: redrives + 1}, nil)
+	_, err := o.Jobs.InsertTx(ctx, tx, jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Redrive: redrives + 1}, traced(n))
 	return err
 }
 
@@ -186,4 +187,12 @@ func (o *Operator) act(ctx context.Context, eventID string, fn func(pgx.Tx, *led
 func detail(m map[string]any) []byte {
 	b, _ := json.Marshal(m)
 	return b
+}
+
+// traced keeps a re-driven notification's jobs in its trace.
+func traced(n *ledger.Notification) *river.InsertOpts {
+	if md := tracing.Metadata(n.TraceParent); md != nil {
+		return &river.InsertOpts{Metadata: md}
+	}
+	return nil
 }
