@@ -18,6 +18,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
@@ -158,6 +160,10 @@ func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs])
 	sig, err := w.signer.Sign(id, now, job.Args.Body)
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("sign callback: %w", err))
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID),
+			attribute.String("cancelnotify.status", string(job.Args.Status)), attribute.String("cancelnotify.webhook_id", id))
 	}
 	req.Header.Set(HeaderID, id)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))

@@ -85,6 +85,11 @@ const reconcileWindow = 2 * time.Minute
 
 // Work implements river.Worker.
 func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
+	span := trace.SpanFromContext(ctx) // otelriver's, when traces are on
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID),
+			attribute.String("cancelnotify.event_id", job.Args.EventID))
+	}
 	// The common case, a queued row, records its intent in a transaction
 	// shared with the other workers starting now (group commit).
 	n, err := w.starts.Do(ctx, job.Args.NotificationID)
@@ -99,10 +104,8 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		}
 	}
 	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts)
-	span := trace.SpanFromContext(ctx)
 	if span.IsRecording() {
-		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", n.ID), attribute.String("cancelnotify.event_id", n.EventID),
-			attribute.Int("cancelnotify.attempt", n.Attempts))
+		span.SetAttributes(attribute.Int("cancelnotify.attempt", n.Attempts))
 	}
 
 	if err := w.limiter.Wait(ctx); err != nil {
@@ -480,6 +483,8 @@ func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n 
 	switch {
 	case len(candidates) == 1:
 		log.Info("reconciled: 1MSG had accepted the message", "wamid", candidates[0].ID)
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("cancelnotify.outcome", "reconciled_accepted"),
+			attribute.String("cancelnotify.wamid", candidates[0].ID))
 		return true, w.accepted(ctx, job, n.ID, candidates[0].ID, ledger.Report{
 			Detail: mustJSON(map[string]any{"reconciled": true, "history": candidates[0]})})
 	case len(candidates) > 1:
@@ -497,6 +502,7 @@ func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n 
 		return true, river.JobSnooze(jitter(30 * time.Second))
 	}
 	log.Info("reconciled: 1MSG has no such message; sending again")
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("cancelnotify.outcome", "reconciled_absent"))
 	return false, w.inTx(ctx, func(tx pgx.Tx) error {
 		cur, err := ledger.Lock(ctx, tx, n.ID)
 		if err != nil {
@@ -561,6 +567,7 @@ func contains(s []string, v string) bool {
 // inDoubt holds the row for an operator and cancels the job.
 func (w *SendWorker) inDoubt(ctx context.Context, job *river.Job[SendArgs], n *ledger.Notification, reason string) (bool, error) {
 	w.logger.Warn("send outcome undecidable; held as in_doubt for an operator", "event_id", n.EventID, "reason", reason)
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("cancelnotify.outcome", "in_doubt"))
 	err := w.inTx(ctx, func(tx pgx.Tx) error {
 		cur, err := ledger.Lock(ctx, tx, n.ID)
 		if err != nil {
