@@ -66,7 +66,9 @@ type redactedSpan struct {
 
 func (s redactedSpan) Name() string { return s.r.secret(s.ReadOnlySpan.Name()) }
 
-func (s redactedSpan) Attributes() []attribute.KeyValue { return s.r.attrs(s.ReadOnlySpan.Attributes()) }
+func (s redactedSpan) Attributes() []attribute.KeyValue {
+	return s.r.attrs(s.ReadOnlySpan.Attributes())
+}
 
 func (s redactedSpan) Status() sdktrace.Status {
 	st := s.ReadOnlySpan.Status()
