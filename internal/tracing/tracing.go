@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // ScopeName names cancelnotify's own tracer.
@@ -77,7 +78,7 @@ func FromEnv(ctx context.Context, getenv func(string) string, secrets ...string)
 // Tracer returns cancelnotify's tracer from tp, a no-op one when tp is nil.
 func Tracer(tp trace.TracerProvider) trace.Tracer {
 	if tp == nil {
-		return trace.NewNoopTracerProvider().Tracer(ScopeName) //nolint:staticcheck // the no-op is what "off" means
+		return tracenoop.NewTracerProvider().Tracer(ScopeName)
 	}
 	return tp.Tracer(ScopeName)
 }
