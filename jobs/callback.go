@@ -3,29 +3,74 @@ package jobs
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 )
 
 // QueueCallback is the queue of CRM callbacks.
 const QueueCallback = "cancelnotify_callback"
 
-// SignatureHeader carries "sha256=" + hex(HMAC-SHA256(secret, body)).
-const SignatureHeader = "X-Cancelnotify-Signature"
+// Callbacks are signed per the Standard Webhooks specification (README,
+// "Outgoing callback"): webhook-id, webhook-timestamp and webhook-signature
+// "v1,<base64 HMAC-SHA256 of id.timestamp.body>", keyed with the secret's
+// bytes.
+const (
+	HeaderID        = standardwebhooks.HeaderWebhookID
+	HeaderTimestamp = standardwebhooks.HeaderWebhookTimestamp
+	HeaderSignature = standardwebhooks.HeaderWebhookSignature
+)
+
+// minSecretBytes is the Standard Webhooks specification's lower bound for a
+// signing key.
+const minSecretBytes = 24
+
+// ErrCallbackSecret is returned for a CANCELNOTIFY_CALLBACK_SECRET that is
+// not a Standard Webhooks secret.
+var ErrCallbackSecret = errors.New(`CANCELNOTIFY_CALLBACK_SECRET must be "whsec_" followed by at least 24 random bytes in base64; ` +
+	`generate one with: echo "whsec_$(head -c 32 /dev/urandom | base64)"`)
+
+// NewSigner checks secret (whsec_<base64>) and returns the signer and
+// verifier it keys.
+func NewSigner(secret string) (*standardwebhooks.Webhook, error) {
+	key, ok := strings.CutPrefix(strings.TrimSpace(secret), "whsec_")
+	if !ok {
+		return nil, fmt.Errorf("%w (it does not start with whsec_)", ErrCallbackSecret)
+	}
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w (the part after whsec_ is not base64)", ErrCallbackSecret)
+	}
+	if len(raw) < minSecretBytes {
+		return nil, fmt.Errorf("%w (it holds %d bytes)", ErrCallbackSecret, len(raw))
+	}
+	return standardwebhooks.NewWebhookRaw(raw)
+}
+
+// DeliveryID is a callback's webhook-id: one per notification and status,
+// so every retry of a delivery carries the same id and the CRM can drop a
+// delivery it already processed. The schema keeps two deployments calling
+// one CRM apart.
+func DeliveryID(schema string, notificationID int64, status ledger.Status) string {
+	return schema + "_" + strconv.FormatInt(notificationID, 10) + "_" + string(status)
+}
 
 // CallbackArgs delivers one status fact to the CRM. It is unique per
 // notification and status, so the CRM gets each fact once even when the
@@ -67,7 +112,11 @@ func Callbacks(inserter interface {
 			if err != nil {
 				return err
 			}
-			params = append(params, river.InsertManyParams{Args: CallbackArgs{NotificationID: c.Notification.ID, Status: c.To, Body: body}})
+			p := river.InsertManyParams{Args: CallbackArgs{NotificationID: c.Notification.ID, Status: c.To, Body: body}}
+			if md := tracing.Metadata(c.Notification.TraceParent); md != nil {
+				p.InsertOpts = &river.InsertOpts{Metadata: md} // the delivery belongs to the notification's trace
+			}
+			params = append(params, p)
 		}
 		if len(params) == 0 {
 			return nil
@@ -82,7 +131,8 @@ type CallbackWorker struct {
 	river.WorkerDefaults[CallbackArgs]
 
 	url    string
-	secret []byte
+	schema string
+	signer *standardwebhooks.Webhook
 	http   *http.Client
 	logger *slog.Logger
 }
@@ -96,13 +146,6 @@ func (w *CallbackWorker) NextRetry(job *river.Job[CallbackArgs]) time.Time {
 // Timeout bounds one delivery.
 func (w *CallbackWorker) Timeout(*river.Job[CallbackArgs]) time.Duration { return 30 * time.Second }
 
-// Sign returns the signature header value for body.
-func Sign(secret, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
 // Work implements river.Worker.
 func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs]) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(job.Args.Body))
@@ -111,9 +154,21 @@ func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs])
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "cancelnotify")
-	req.Header.Set(SignatureHeader, Sign(w.secret, job.Args.Body))
+	// Each attempt is signed afresh: the timestamp is the attempt's, so a
+	// receiver's tolerance window refuses replays of an old request.
+	id, now := DeliveryID(w.schema, job.Args.NotificationID, job.Args.Status), time.Now()
+	sig, err := w.signer.Sign(id, now, job.Args.Body)
+	if err != nil {
+		return river.JobCancel(fmt.Errorf("sign callback: %w", err))
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID),
+			attribute.String("cancelnotify.status", string(job.Args.Status)), attribute.String("cancelnotify.webhook_id", id))
+	}
+	req.Header.Set(HeaderID, id)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(HeaderSignature, sig)
 	req.Header.Set("X-Cancelnotify-Status", string(job.Args.Status))
-	req.Header.Set("X-Cancelnotify-Delivery", strconv.FormatInt(job.ID, 10))
 	resp, err := w.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("callback not delivered: %w", scrub(err))

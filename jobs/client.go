@@ -12,10 +12,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 )
 
 // Config configures the River client and its workers.
@@ -44,7 +47,8 @@ type Config struct {
 	CallTimeout time.Duration // one 1MSG call's timeout; sizes the job timeouts (default 15s)
 
 	// CallbackURL, when set, receives every final status and in_doubt as a
-	// signed POST (CallbackSecret keys the HMAC); see Callbacks.
+	// POST signed per Standard Webhooks with CallbackSecret (whsec_<base64>,
+	// see NewSigner); see Callbacks.
 	CallbackURL     string
 	CallbackSecret  string
 	CallbackWorkers int // default 10
@@ -65,7 +69,10 @@ type Config struct {
 	// RiverLogger is River's own log; default Logger. The daemon keeps it
 	// at warnings: River's info lines are about its internals.
 	RiverLogger *slog.Logger
-	TestOnly    bool
+	// TracerProvider traces every job (internal/tracing); nil, the
+	// default, installs no tracing at all.
+	TracerProvider trace.TracerProvider
+	TestOnly       bool
 
 	// afterSend is the send worker's crash point, for tests.
 	afterSend func(context.Context) error
@@ -148,16 +155,25 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 			&river.PeriodicJobOpts{ID: "cancelnotify_retention", RunOnStart: true}))
 	}
 	if cfg.CallbackURL != "" {
+		signer, err := NewSigner(cfg.CallbackSecret)
+		if err != nil {
+			return nil, err
+		}
 		if err := river.AddWorkerSafely(workers, &CallbackWorker{
-			url: cfg.CallbackURL, secret: []byte(cfg.CallbackSecret), logger: cfg.Logger,
-			http: &http.Client{Timeout: 20 * time.Second},
+			url: cfg.CallbackURL, schema: cfg.Schema, signer: signer, logger: cfg.Logger,
+			http: &http.Client{Timeout: 20 * time.Second, Transport: tracing.Transport(cfg.TracerProvider, nil, "callback")},
 		}); err != nil {
 			return nil, err
 		}
 		queues[QueueCallback] = river.QueueConfig{MaxWorkers: cfg.CallbackWorkers, FetchPollInterval: slow}
 	}
 
+	var middleware []rivertype.Middleware
+	if cfg.TracerProvider != nil {
+		middleware = tracing.RiverMiddleware(cfg.TracerProvider)
+	}
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		Middleware:        middleware,
 		ID:                cfg.ID,
 		Schema:            cfg.Schema,
 		Logger:            cfg.RiverLogger,

@@ -15,9 +15,12 @@ import (
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
 
@@ -98,6 +101,11 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	if trial {
 		defer func() { w.endTrial(context.WithoutCancel(ctx), job.ID, sent, sendErr) }()
 	}
+	span := trace.SpanFromContext(ctx) // otelriver's, when traces are on
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID),
+			attribute.String("cancelnotify.event_id", job.Args.EventID))
+	}
 	// The common case, a queued row, records its intent in a transaction
 	// shared with the other workers starting now (group commit).
 	n, err := w.starts.Do(ctx, job.Args.NotificationID)
@@ -112,6 +120,9 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		}
 	}
 	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("cancelnotify.attempt", n.Attempts))
+	}
 
 	if err := w.limiter.Wait(ctx); err != nil {
 		return w.requeue(ctx, n, "interrupted while waiting for the send rate limit", err)
@@ -134,6 +145,9 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	defer cancel()
 
 	var apiErr *onemsg.Error
+	if span.IsRecording() {
+		span.SetAttributes(sendOutcome(res, err)...)
+	}
 	switch {
 	case err == nil && res.Queued():
 		log.Info("1MSG queued the send", "onemsg_job_id", res.JobID)
@@ -265,7 +279,7 @@ func (w *SendWorker) insertTrack(ctx context.Context, tx pgx.Tx, id int64, wamid
 		return fmt.Errorf("insert track job: %w", err)
 	}
 	_, err = client.InsertTx(ctx, tx, TrackArgs{NotificationID: id, Wamid: wamid, EventID: eventID},
-		&river.InsertOpts{ScheduledAt: time.Now().Add(w.firstPoll)})
+		&river.InsertOpts{ScheduledAt: time.Now().Add(w.firstPoll), Metadata: tracing.Metadata(tracing.TraceParent(ctx))})
 	if err != nil {
 		return fmt.Errorf("insert track job: %w", err)
 	}
@@ -301,8 +315,9 @@ func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acce
 	first := time.Now().Add(w.firstPoll)
 	params := make([]river.InsertManyParams, len(items))
 	for i, it := range items {
+		// The track job continues the send job's trace (it.ctx is the job's).
 		params[i] = river.InsertManyParams{Args: TrackArgs{NotificationID: it.id, Wamid: it.wamid, EventID: it.job.Args.EventID},
-			InsertOpts: &river.InsertOpts{ScheduledAt: first}}
+			InsertOpts: &river.InsertOpts{ScheduledAt: first, Metadata: tracing.Metadata(tracing.TraceParent(it.ctx))}}
 	}
 	tracks, err := client.InsertManyTx(ctx, tx, params)
 	if err != nil {
@@ -492,6 +507,8 @@ func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n 
 	switch {
 	case len(candidates) == 1:
 		log.Info("reconciled: 1MSG had accepted the message", "wamid", candidates[0].ID)
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("cancelnotify.outcome", "reconciled_accepted"),
+			attribute.String("cancelnotify.wamid", candidates[0].ID))
 		return true, w.accepted(ctx, job, n.ID, candidates[0].ID, ledger.Report{
 			Detail: mustJSON(map[string]any{"reconciled": true, "history": candidates[0]})})
 	case len(candidates) > 1:
@@ -509,6 +526,7 @@ func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n 
 		return true, river.JobSnooze(jitter(30 * time.Second))
 	}
 	log.Info("reconciled: 1MSG has no such message; sending again")
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("cancelnotify.outcome", "reconciled_absent"))
 	return false, w.inTx(ctx, func(tx pgx.Tx) error {
 		cur, err := ledger.Lock(ctx, tx, n.ID)
 		if err != nil {
@@ -573,6 +591,7 @@ func contains(s []string, v string) bool {
 // inDoubt holds the row for an operator and cancels the job.
 func (w *SendWorker) inDoubt(ctx context.Context, job *river.Job[SendArgs], n *ledger.Notification, reason string) (bool, error) {
 	w.logger.Warn("send outcome undecidable; held as in_doubt for an operator", "event_id", n.EventID, "reason", reason)
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("cancelnotify.outcome", "in_doubt"))
 	err := w.inTx(ctx, func(tx pgx.Tx) error {
 		cur, err := ledger.Lock(ctx, tx, n.ID)
 		if err != nil {
@@ -591,6 +610,22 @@ func (w *SendWorker) inDoubt(ctx context.Context, job *river.Job[SendArgs], n *l
 
 func (w *SendWorker) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, w.pool, fn)
+}
+
+// sendOutcome describes 1MSG's answer for the send job's span: the outcome
+// class of internal/metrics' onemsg_requests_total, and the wamid or code.
+func sendOutcome(res *onemsg.SendResult, err error) []attribute.KeyValue {
+	var apiErr *onemsg.Error
+	switch {
+	case err == nil && res.Queued():
+		return []attribute.KeyValue{attribute.String("cancelnotify.outcome", "queued_by_1msg")}
+	case err == nil:
+		return []attribute.KeyValue{attribute.String("cancelnotify.outcome", "ok"), attribute.String("cancelnotify.wamid", res.ID)}
+	case errors.As(err, &apiErr):
+		return []attribute.KeyValue{attribute.String("cancelnotify.outcome", apiErr.Kind.String()),
+			attribute.String("cancelnotify.error_code", apiErr.CodeString())}
+	}
+	return []attribute.KeyValue{attribute.String("cancelnotify.outcome", onemsg.KindUnknown.String())}
 }
 
 // jitter spreads retries of many jobs by ±20%.

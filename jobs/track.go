@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg"
@@ -45,6 +47,10 @@ func (w *TrackWorker) Timeout(*river.Job[TrackArgs]) time.Duration { return w.ti
 
 // Work implements river.Worker.
 func (w *TrackWorker) Work(ctx context.Context, job *river.Job[TrackArgs]) error {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID),
+			attribute.String("cancelnotify.event_id", job.Args.EventID), attribute.String("cancelnotify.wamid", job.Args.Wamid))
+	}
 	n, err := ledger.Get(ctx, w.pool, job.Args.NotificationID)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil // deleted by retention

@@ -23,6 +23,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 )
 
 // DefaultBaseURL is 1MSG's production API.
@@ -43,6 +47,9 @@ type Config struct {
 	HTTPClient *http.Client  // default: a client with sane transport limits
 	UserAgent  string        // default "cancelnotify"
 	Observer   Observer      // optional: told of every call (metrics)
+	// TracerProvider, when set, traces every call with otelhttp: one
+	// client span "1msg <method>" (README, "Traces"). Default nil: none.
+	TracerProvider trace.TracerProvider
 }
 
 // Observer learns the outcome class of every call: "ok" or an ErrorKind.
@@ -94,6 +101,11 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "cancelnotify"
+	}
+	if cfg.TracerProvider != nil {
+		traced := *cfg.HTTPClient // the caller's client stays as it was
+		traced.Transport = tracing.Transport(cfg.TracerProvider, traced.Transport, "1msg")
+		cfg.HTTPClient = &traced
 	}
 	return &Client{base: base, channel: cfg.Channel, token: cfg.Token, timeout: cfg.Timeout, http: cfg.HTTPClient, ua: cfg.UserAgent, obs: cfg.Observer}, nil
 }

@@ -21,8 +21,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/jobs"
 )
 
@@ -48,12 +52,17 @@ type RelayConfig struct {
 	// same customer is scheduled, not sent at once. 0 disables pacing.
 	PairInterval time.Duration
 	Logger       *slog.Logger
+	// TracerProvider, when set, starts one trace per notification (span
+	// "cancelnotify.relay", linked to its batch's "cancelnotify.relay.batch"),
+	// which its jobs and status changes continue. Default nil: no spans.
+	TracerProvider trace.TracerProvider
 }
 
 // Relay moves outbox rows to send jobs.
 type Relay struct {
 	cfg       RelayConfig
 	logger    *slog.Logger
+	tracer    trace.Tracer // nil when traces are off
 	listening atomic.Bool
 	wake      chan struct{}
 }
@@ -72,7 +81,11 @@ func NewRelay(cfg RelayConfig) *Relay {
 	if cfg.Ledger == nil {
 		cfg.Ledger = &ledger.Ledger{Schema: cfg.Schema}
 	}
-	return &Relay{cfg: cfg, logger: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1)}
+	r := &Relay{cfg: cfg, logger: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1)}
+	if cfg.TracerProvider != nil {
+		r.tracer = tracing.Tracer(cfg.TracerProvider)
+	}
+	return r
 }
 
 // Channel is the NOTIFY channel of the outbox trigger for schema.
@@ -195,7 +208,8 @@ type row struct {
 	createdAt time.Time
 }
 
-func (r *Relay) relayBatch(ctx context.Context) (int, error) {
+func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
+	begin := time.Now()
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin relay transaction: %w", err)
@@ -229,6 +243,10 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
+	// Spans start only for a batch that has rows: an idle relay's polls
+	// would be noise.
+	ctx, end := r.traceBatch(ctx, begin, len(batch))
+	defer func() { end(err) }()
 
 	news := make([]ledger.New, len(batch))
 	ids := make([]int64, len(batch))
@@ -244,17 +262,24 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	if err := r.pace(ctx, tx, news); err != nil {
 		return 0, err
 	}
+	endNotifications := r.traceNotifications(ctx, news)
 	created, err := r.cfg.Ledger.Create(ctx, tx, news)
 	if err != nil {
+		endNotifications(nil, err)
 		return 0, err
 	}
+	defer func() { endNotifications(created, err) }()
 	var params []river.InsertManyParams
 	for i, n := range created {
 		switch n.Status {
 		case ledger.StatusQueued:
 			p := river.InsertManyParams{Args: jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID}}
+			opts := river.InsertOpts{Metadata: tracing.Metadata(n.TraceParent)}
 			if nb := news[i].NotBefore; nb.After(time.Now()) {
-				p.InsertOpts = &river.InsertOpts{ScheduledAt: nb}
+				opts.ScheduledAt = nb
+			}
+			if opts.Metadata != nil || !opts.ScheduledAt.IsZero() {
+				p.InsertOpts = &opts
 			}
 			params = append(params, p)
 		default:
@@ -273,6 +298,52 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("commit relay transaction: %w", err)
 	}
 	return len(batch), nil
+}
+
+// traceBatch starts the batch's span, a root of its own; end records err.
+func (r *Relay) traceBatch(ctx context.Context, begin time.Time, rows int) (context.Context, func(error)) {
+	if r.tracer == nil {
+		return ctx, func(error) {}
+	}
+	ctx, span := r.tracer.Start(ctx, "cancelnotify.relay.batch", trace.WithNewRoot(), trace.WithTimestamp(begin),
+		trace.WithAttributes(attribute.Int("cancelnotify.rows", rows)))
+	return ctx, func(err error) {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
+}
+
+// traceNotifications starts each row's trace and records it on the row to
+// be created; end adds the notification ids and ends the spans.
+func (r *Relay) traceNotifications(ctx context.Context, news []ledger.New) (end func([]*ledger.Notification, error)) {
+	if r.tracer == nil {
+		return func([]*ledger.Notification, error) {}
+	}
+	batch := trace.LinkFromContext(ctx)
+	spans := make([]trace.Span, len(news))
+	for i := range news {
+		var sctx context.Context
+		sctx, spans[i] = r.tracer.Start(ctx, "cancelnotify.relay", trace.WithNewRoot(), trace.WithLinks(batch),
+			trace.WithAttributes(attribute.String("cancelnotify.event_id", news[i].EventID),
+				attribute.String("cancelnotify.status", string(news[i].Status))))
+		news[i].TraceParent = tracing.TraceParent(sctx)
+	}
+	return func(created []*ledger.Notification, err error) {
+		for i, span := range spans {
+			if i < len(created) {
+				span.SetAttributes(attribute.Int64("cancelnotify.notification_id", created[i].ID))
+			}
+			if news[i].ErrorCode != "" {
+				span.SetAttributes(attribute.String("cancelnotify.error_code", news[i].ErrorCode))
+			}
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
+	}
 }
 
 // pace sets NotBefore on queued rows whose phone had a send scheduled

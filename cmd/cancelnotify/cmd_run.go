@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
+	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
@@ -170,7 +175,7 @@ func addDaemonOptions(s *settings) daemonOptions {
 		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", "127.0.0.1:8080", "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
 		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
-		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "HMAC-SHA256 key of the X-Cancelnotify-Signature header"),
+		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "Standard Webhooks signing secret of the callbacks (whsec_<base64>)"),
 	}
 }
 
@@ -220,7 +225,9 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 		c.CallbackURL = s.httpURL(o.callbackURL)
 		c.CallbackSecret, _ = s.secretValue(o.callbackSecret, "callback-secret")
 		if c.CallbackSecret == "" {
-			s.fail("%s is set but %s is not: the CRM needs it to verify callbacks (generate one with `openssl rand -hex 32`)", o.callbackURL.name(), o.callbackSecret.name())
+			s.fail("%s is set but %s is not: the CRM needs it to verify callbacks (generate one with `echo \"whsec_$(head -c 32 /dev/urandom | base64)\"`)", o.callbackURL.name(), o.callbackSecret.name())
+		} else if _, err := jobs.NewSigner(c.CallbackSecret); err != nil {
+			s.fail("%v", err)
 		}
 	}
 	if c.TrackFor > 0 && c.TrackFor < time.Minute {
@@ -253,6 +260,24 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	}
 	cfg.Preflight = true
 	cfg.Notifier = sdnotify.FromEnv(e.getenv)
+	// Traces: the standard OTEL_* variables only (README, "Traces").
+	tp, shutdownTraces, err := tracing.FromEnv(ctx, e.getenv, cfg.OneMsg.Token, cfg.WebhookSecret, cfg.CallbackSecret,
+		cfg.AdminPassword, databasePassword(cfg.DatabaseURL))
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTraces(sctx); err != nil {
+			cfg.Logger.Warn("traces: the last spans were not exported", "error", err)
+		}
+	}()
+	if tp != nil {
+		cfg.TracerProvider = tp
+		cfg.Logger.Info("traces on", "exporter", cmp.Or(e.getenv("OTEL_TRACES_EXPORTER"), "otlp"),
+			"service_name", cmp.Or(e.getenv("OTEL_SERVICE_NAME"), tracing.DefaultServiceName))
+	}
 	d, err := daemon.New(ctx, cfg)
 	if errors.Is(err, cnsql.ErrNotMigrated) || errors.Is(err, preflight.ErrTemplateMissing) {
 		// Restarting cannot fix these (systemd: RestartPreventExitStatus=2).
@@ -262,4 +287,14 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return d.Run(ctx)
+}
+
+// databasePassword is the password in a connection string, so that traces
+// can be kept free of it; "" when there is none or it does not parse.
+func databasePassword(dsn string) string {
+	c, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return c.Password
 }

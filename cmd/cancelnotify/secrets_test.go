@@ -57,7 +57,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		token         = "daemon-SECRET-token-4242"
 		webhookSecret = "webhook-SECRET-0123456789abcdef"
 		adminPassword = "admin-SECRET-pw-99"
-		callbackSec   = "callback-SECRET-77"
+		callbackSec   = "whsec_Y2FsbGJhY2stU0VDUkVULTc3LXJhbmRvbS1ieXRlcy1oZXJl"
 		dbPassword    = "db-SECRET-pw-31337"
 	)
 	secrets := []string{token, webhookSecret, adminPassword, callbackSec, dbPassword}

@@ -18,12 +18,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/metrics"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/onemsg"
@@ -106,6 +108,11 @@ type Config struct {
 	// (sdnotify); nil outside systemd.
 	Notifier Notifier
 
+	// TracerProvider traces the relay, the jobs, the 1MSG calls, the webhook
+	// requests and every status change (internal/tracing.FromEnv builds it
+	// from OTEL_*). Default nil: traces off, nothing instrumented.
+	TracerProvider trace.TracerProvider
+
 	// RiverID names this process's River client (default generated).
 	RiverID string
 	// TestOnly makes River start and stop faster (tests).
@@ -166,6 +173,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	m := metrics.New(pool, cfg.MetricsCacheFor, cfg.Logger)
 	cfg.OneMsg.Observer = m
+	cfg.OneMsg.TracerProvider = cfg.TracerProvider
 	api, err := onemsg.NewClient(cfg.OneMsg)
 	if err != nil {
 		pool.Close()
@@ -215,13 +223,17 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
 		Retention: cfg.Retention, CompletedJobRetention: cfg.RiverCompletedRetention,
 		CancelledJobRetention: cfg.RiverCancelledRetention, DiscardedJobRetention: cfg.RiverDiscardedRetention,
-		ID: cfg.RiverID, Logger: cfg.Logger, RiverLogger: riverLogger(cfg.Logger), TestOnly: cfg.TestOnly,
+		ID: cfg.RiverID, Logger: cfg.Logger, RiverLogger: riverLogger(cfg.Logger), TracerProvider: cfg.TracerProvider,
+		TestOnly: cfg.TestOnly,
 	})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	d.ledger.OnChange = jobs.OnChange(d.river, cfg.Schema, cfg.CallbackURL != "")
+	if cfg.TracerProvider != nil {
+		d.ledger.OnChange = ledger.Chain(d.ledger.OnChange, tracing.StatusSpans(cfg.TracerProvider))
+	}
 	if cfg.WebhookSecret != "" {
 		if cfg.WebhookAddr == "" {
 			cfg.WebhookAddr = "127.0.0.1:8080"
@@ -246,6 +258,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		Pool: pool, Schema: cfg.Schema, Jobs: d.river, Ledger: d.ledger,
 		Validator: outbox.Validator{Language: cfg.Language, Body: cfg.Body}, Template: cfg.Template,
 		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: cfg.PairInterval, Logger: cfg.Logger,
+		TracerProvider: cfg.TracerProvider,
 	})
 	return d, nil
 }
@@ -327,11 +340,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopBG()
 	var bgWG sync.WaitGroup
 	var servers []*http.Server
-	serve := func(name string, ln net.Listener, h http.Handler, timeouts bool) {
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
+	// Every listener bounds how long a client may take to send its request
+	// and how long an idle connection stays open; only the admin listener
+	// may write for longer (a 30s CPU profile, River UI's long polls).
+	serve := func(name string, ln net.Listener, h http.Handler, writeTimeout bool) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 			ErrorLog: slog.NewLogLogger(d.logger.Handler(), slog.LevelDebug)}
-		if timeouts {
-			srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
+		if writeTimeout {
+			srv.WriteTimeout = 30 * time.Second
 		}
 		servers = append(servers, srv)
 		bgWG.Go(func() {
@@ -342,7 +359,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.webhook != nil {
 		bgWG.Go(func() { d.webhook.AdoptHeld(bg, time.Second) })
-		serve("webhook", d.webhookLn, d.webhook, true)
+		serve("webhook", d.webhookLn, tracing.Handler(d.cfg.TracerProvider, d.webhook, "1msg webhook"), true)
 		d.logger.Info("webhook receiver listening", "addr", d.webhookLn.Addr().String(), "path", webhook.PathPrefix+"{secret}")
 	} else {
 		d.logger.Info("webhooks off (no CANCELNOTIFY_WEBHOOK_SECRET): statuses come from polling hookInfo")

@@ -3,15 +3,18 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
@@ -173,30 +176,48 @@ func TestListenAndCallbacks(t *testing.T) {
 	sbcfg.Faults = sandbox.Faults{DuplicateAcks: 0.5}
 	e := newEnv(t, sbcfg)
 
-	const callbackSecret = "crm-shared-secret"
+	const callbackSecret = testCallbackSecret
+	verifier, err := standardwebhooks.NewWebhook(callbackSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
-	got := map[string][]string{} // event_id → statuses received
+	got := map[string][]string{}       // event_id → statuses received
+	refusedIDs := map[string]bool{}    // webhook-id of each delivery refused while down
+	acceptedIDs := map[string]string{} // webhook-id → event_id/status accepted
 	var refused int
+	var sample *http.Request
+	var sampleBody []byte
 	down := true
 	crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
-		if down {
-			refused++
-			http.Error(w, "CRM down for maintenance", http.StatusServiceUnavailable)
+		if err := verifier.Verify(body, r.Header); err != nil {
+			t.Errorf("Standard Webhooks verifier refused a callback: %v (headers %v)", err, r.Header)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
-		if r.Header.Get(jobs.SignatureHeader) != jobs.Sign([]byte(callbackSecret), body) {
-			t.Errorf("bad signature %q", r.Header.Get(jobs.SignatureHeader))
-			http.Error(w, "bad signature", http.StatusUnauthorized)
+		id := r.Header.Get(jobs.HeaderID)
+		if down {
+			refused++
+			refusedIDs[id] = true
+			http.Error(w, "CRM down for maintenance", http.StatusServiceUnavailable)
 			return
 		}
 		var a ledger.Announcement
 		if err := json.Unmarshal(body, &a); err != nil {
 			t.Error(err)
 		}
+		if want := jobs.DeliveryID(e.schema, a.NotificationID, a.Status); id != want {
+			t.Errorf("webhook-id %q, want %q", id, want)
+		}
+		if prev, dup := acceptedIDs[id]; dup {
+			t.Errorf("webhook-id %q delivered twice (%s)", id, prev)
+		}
+		acceptedIDs[id] = a.EventID + "/" + string(a.Status)
 		got[a.EventID] = append(got[a.EventID], string(a.Status))
+		sample, sampleBody = r.Clone(context.Background()), body
 	}))
 	t.Cleanup(crm.Close)
 
@@ -279,7 +300,32 @@ func TestListenAndCallbacks(t *testing.T) {
 	if refused == 0 {
 		t.Error("the CRM outage was never exercised")
 	}
+	// A retry carries the id of the delivery it repeats.
+	for id := range refusedIDs {
+		if _, ok := acceptedIDs[id]; !ok {
+			t.Errorf("webhook-id %q of a refused delivery never came back on a retry; accepted: %v", id, acceptedIDs)
+		}
+	}
+
+	// A captured callback replayed later is refused by the verifier: an old
+	// timestamp fails the tolerance, and a fresh one breaks the signature.
+	stale := sample.Header.Clone()
+	stale.Set(jobs.HeaderTimestamp, strconv.FormatInt(time.Now().Add(-10*time.Minute).Unix(), 10))
+	if err := verifier.Verify(sampleBody, stale); !errors.Is(err, standardwebhooks.ErrMessageTooOld) {
+		t.Errorf("stale timestamp: Verify = %v, want ErrMessageTooOld", err)
+	}
+	refreshed := sample.Header.Clone()
+	refreshed.Set(jobs.HeaderTimestamp, strconv.FormatInt(time.Now().Unix()+1, 10))
+	if err := verifier.Verify(sampleBody, refreshed); !errors.Is(err, standardwebhooks.ErrNoMatchingSignature) {
+		t.Errorf("replay with a new timestamp: Verify = %v, want ErrNoMatchingSignature", err)
+	}
+	if err := verifier.Verify(append(sampleBody, ' '), sample.Header); !errors.Is(err, standardwebhooks.ErrNoMatchingSignature) {
+		t.Errorf("altered body: Verify = %v, want ErrNoMatchingSignature", err)
+	}
 }
+
+// testCallbackSecret is a Standard Webhooks secret (whsec_ + 32 bytes).
+const testCallbackSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="
 
 func fmtList(s []string) string {
 	b, _ := json.Marshal(s)

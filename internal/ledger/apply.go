@@ -413,6 +413,7 @@ type New struct {
 	ErrorCode      string // why rejected or skipped
 	Error          string
 	NotBefore      time.Time // earliest send (per-recipient pacing); zero = now
+	TraceParent    string    // the notification's trace (internal/tracing); "" when traces are off
 }
 
 // Create inserts notifications with their first event in one statement and
@@ -427,6 +428,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		codes, errs, params, shortened, details      []string
 		createdAts                                   []time.Time
 		notBefore                                    []*time.Time
+		traceParents                                 []string
 	)
 	for _, n := range ns {
 		outboxIDs = append(outboxIDs, n.OutboxID)
@@ -438,6 +440,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 			nb = &t
 		}
 		notBefore = append(notBefore, nb)
+		traceParents = append(traceParents, n.TraceParent)
 		phones = append(phones, n.Phone)
 		templates = append(templates, n.Template)
 		langs = append(langs, n.Language)
@@ -459,14 +462,15 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	}
 	rows, err := tx.Query(ctx, `WITH input AS (
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::timestamptz[])
+				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::timestamptz[], $14::text[])
 				WITH ORDINALITY AS i(outbox_id, event_id, event_created_at, phone, template, language, params,
-					shortened, status, error_code, error, detail, not_before, ord)
+					shortened, status, error_code, error, detail, not_before, trace_parent, ord)
 		), ins AS (
 			INSERT INTO notification (outbox_id, event_id, event_created_at, phone, template, language, params,
-				shortened, status, error_code, error, not_before)
+				shortened, status, error_code, error, not_before, trace_parent)
 			SELECT outbox_id, event_id, event_created_at, phone, template, language, params,
-				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, ''), not_before
+				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, ''), not_before,
+				nullif(trace_parent, '')
 			FROM input ORDER BY ord
 			RETURNING id, outbox_id, created_at
 		), ev AS (
@@ -475,7 +479,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 			FROM ins JOIN input USING (outbox_id) ORDER BY input.ord
 		)
 		SELECT ins.id, ins.created_at FROM ins JOIN input USING (outbox_id) ORDER BY input.ord`,
-		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details, notBefore)
+		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details, notBefore, traceParents)
 	if err != nil {
 		return nil, fmt.Errorf("create notifications: %w", err)
 	}
@@ -499,7 +503,8 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	for i, n := range ns {
 		out[i] = &Notification{ID: got[i].id, OutboxID: n.OutboxID, EventID: n.EventID, EventCreatedAt: n.EventCreatedAt,
 			Phone: n.Phone, Template: n.Template, Language: n.Language, Params: n.Params, Shortened: n.Shortened,
-			Status: n.Status, ErrorCode: n.ErrorCode, Error: n.Error, CreatedAt: got[i].at, UpdatedAt: got[i].at}
+			Status: n.Status, ErrorCode: n.ErrorCode, Error: n.Error, CreatedAt: got[i].at, UpdatedAt: got[i].at,
+			TraceParent: n.TraceParent}
 		w.changes = append(w.changes, Change{Notification: out[i], To: n.Status, Source: SourceDaemon, At: got[i].at})
 	}
 	// Rows and first events are written above; only announce them.

@@ -61,6 +61,7 @@ type Notification struct {
 	DeliveredAt    *time.Time `json:"delivered_at"`
 	ReadAt         *time.Time `json:"read_at"`
 	FailedAt       *time.Time `json:"failed_at"`
+	TraceParent    string     `json:"trace_parent,omitempty"` // W3C traceparent of its trace; "" when traces are off
 }
 
 // OrderNumber returns the order number as sent ({{2}}), if known.
@@ -73,14 +74,16 @@ func (n *Notification) OrderNumber() string {
 
 const notificationColumns = `id, outbox_id, event_id, event_created_at, phone, template, language,
 	params, shortened, status, coalesce(wamid, ''), coalesce(onemsg_job_id, ''), coalesce(track_job_id, 0), coalesce(error_code, ''),
-	coalesce(error, ''), attempts, attempted_at, created_at, updated_at, sent_at, delivered_at, read_at, failed_at`
+	coalesce(error, ''), attempts, attempted_at, created_at, updated_at, sent_at, delivered_at, read_at, failed_at,
+	coalesce(trace_parent, '')`
 
 func scanNotification(row pgx.Row) (*Notification, error) {
 	var n Notification
 	var params []byte
 	err := row.Scan(&n.ID, &n.OutboxID, &n.EventID, &n.EventCreatedAt, &n.Phone, &n.Template, &n.Language,
 		&params, &n.Shortened, &n.Status, &n.Wamid, &n.OnemsgJobID, &n.TrackJobID, &n.ErrorCode,
-		&n.Error, &n.Attempts, &n.AttemptedAt, &n.CreatedAt, &n.UpdatedAt, &n.SentAt, &n.DeliveredAt, &n.ReadAt, &n.FailedAt)
+		&n.Error, &n.Attempts, &n.AttemptedAt, &n.CreatedAt, &n.UpdatedAt, &n.SentAt, &n.DeliveredAt, &n.ReadAt, &n.FailedAt,
+		&n.TraceParent)
 	if err != nil {
 		return nil, err
 	}

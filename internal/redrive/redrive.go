@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/jobs"
 )
 
@@ -124,7 +125,7 @@ func (o *Operator) Resolve(ctx context.Context, eventID string, r Resolution) Ou
 		}
 		switch {
 		case r.SentAs != "":
-			track, err := o.Jobs.InsertTx(ctx, tx, jobs.TrackArgs{NotificationID: n.ID, Wamid: r.SentAs, EventID: n.EventID}, nil)
+			track, err := o.Jobs.InsertTx(ctx, tx, jobs.TrackArgs{NotificationID: n.ID, Wamid: r.SentAs, EventID: n.EventID}, traced(n))
 			if err != nil {
 				return "", err
 			}
@@ -159,7 +160,7 @@ func (o *Operator) requeue(ctx context.Context, tx pgx.Tx, n *ledger.Notificatio
 		Reset: true, Detail: map[string]any{"by": o.Who}}); err != nil {
 		return err
 	}
-	_, err := o.Jobs.InsertTx(ctx, tx, jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Redrive: redrives + 1}, nil)
+	_, err := o.Jobs.InsertTx(ctx, tx, jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Redrive: redrives + 1}, traced(n))
 	return err
 }
 
@@ -196,4 +197,12 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// traced keeps a re-driven notification's jobs in its trace.
+func traced(n *ledger.Notification) *river.InsertOpts {
+	if md := tracing.Metadata(n.TraceParent); md != nil {
+		return &river.InsertOpts{Metadata: md}
+	}
+	return nil
 }
