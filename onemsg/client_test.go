@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -229,4 +230,52 @@ func ExampleClient_SendTemplate() {
 		fmt.Println(res.Sent, strings.HasPrefix(res.ID, "wamid."), res.Message)
 	}
 	// Output: true true Sent to 79001234567@c.us
+}
+
+func TestRegisterWebhook(t *testing.T) {
+	const ours = "https://hooks.shop.example/webhooks/1msg/new-secret"
+	others := []string{"https://crm.example/hook", "https://hooks.shop.example/other", "https://b.example/x/y", "https://c.example/"}
+	tests := []struct {
+		name       string
+		registered []string
+		want       []string // the list afterwards; nil: refused, unchanged
+	}{
+		{"none registered", nil, []string{ours}},
+		{"others kept", others[:2], append(slices.Clone(others[:2]), ours)},
+		{"already registered", []string{others[0], ours}, []string{others[0], ours}},
+		{"rotated secret replaced", []string{"https://hooks.shop.example/webhooks/1msg/old-secret", others[0]}, []string{others[0], ours}},
+		{"four others and the old one", append(slices.Clone(others), "https://hooks.shop.example/webhooks/1msg/old"), append(slices.Clone(others), ours)},
+		{"five others: refused", append(slices.Clone(others), "https://d.example/hook"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, c := newSandbox(t, sandbox.DefaultConfig())
+			ctx := context.Background()
+			if len(tt.registered) > 0 {
+				if _, err := c.SetWebhook(ctx, tt.registered); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st, err := c.RegisterWebhook(ctx, ours)
+			got, gerr := c.Webhooks(ctx)
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if tt.want == nil {
+				if err == nil || !strings.Contains(err.Error(), "at most 5") {
+					t.Fatalf("RegisterWebhook = %v, want a refusal naming the limit", err)
+				}
+				if !slices.Equal(got, tt.registered) {
+					t.Fatalf("after a refusal the list is %v, want it unchanged: %v", got, tt.registered)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) || !slices.Equal(st.WebhookURLs, tt.want) || !st.AckNotificationsOn {
+				t.Fatalf("webhooks %v, settings %+v; want %v with ack notifications on", got, st, tt.want)
+			}
+		})
+	}
 }

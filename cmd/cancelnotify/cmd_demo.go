@@ -155,12 +155,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := api.SetWebhook(ctx, []string{d.WebhookURL()}); err != nil {
-		return fmt.Errorf("register the webhook with the sandbox: %w", err)
-	}
-	on := true
-	if _, err := api.UpdateSettings(ctx, onemsg.SettingsUpdate{AckNotificationsOn: &on}); err != nil {
-		return fmt.Errorf("turn on ack notifications: %w", err)
+	if _, err := api.RegisterWebhook(ctx, d.WebhookURL()); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	fmt.Fprintf(out, "daemon    relay, send and track workers; webhook receiver registered with the sandbox\n")
 	runCtx, stop := context.WithCancel(ctx)

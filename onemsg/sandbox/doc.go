@@ -34,7 +34,8 @@
 //	POST /_sandbox/reset     forget messages, requests, stats, faults, limits
 //	                         (?settings=1 also restores the initial channel settings)
 //
-// These paths are outside any channel and need no token.
+// These paths are outside any channel and need no token. Control is their
+// client, as httptest keeps its Server next to the handler it serves.
 //
 // Message statuses (sent → delivered → read, or sent → failed) are driven by
 // one scheduler goroutine and pushed by a bounded pool of workers, so
