@@ -48,17 +48,14 @@ type Outcome struct {
 	Err     error // nil when done
 }
 
-// Retryable are the statuses Retry re-drives.
-var Retryable = []ledger.Status{ledger.StatusFailed, ledger.StatusExpired}
-
-// Retry re-drives failed or expired notifications: each goes back to
+// Retry re-drives failed or expired notifications (ledger.RetryableStatuses): each goes back to
 // queued with a new send job. The old wamid, error and times move to the
 // history (the row describes the new attempt); the history itself stays.
 func (o *Operator) Retry(ctx context.Context, eventIDs []string) []Outcome {
 	out := make([]Outcome, 0, len(eventIDs))
 	for _, id := range eventIDs {
 		out = append(out, o.act(ctx, id, func(tx pgx.Tx, n *ledger.Notification) (ledger.Status, error) {
-			if n.Status != ledger.StatusFailed && n.Status != ledger.StatusExpired {
+			if !n.Status.Retryable() {
 				return "", fmt.Errorf("%w: %s is %s; only failed or expired notifications can be retried", ErrNotAllowed, id, n.Status)
 			}
 			return ledger.StatusQueued, o.requeue(ctx, tx, n, "retry by operator")
