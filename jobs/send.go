@@ -520,30 +520,17 @@ func (w *SendWorker) candidates(ctx context.Context, n *ledger.Notification, sin
 	if len(out) == 0 {
 		return nil, nil
 	}
-	rows, err := w.pool.Query(ctx, "SELECT wamid FROM notification WHERE wamid = ANY($1)", ids)
-	if err != nil {
-		return nil, err
-	}
-	claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	claimed, err := ledger.ClaimedWamids(ctx, w.pool, ids)
 	if err != nil {
 		return nil, err
 	}
 	kept := out[:0]
 	for _, m := range out {
-		if !contains(claimed, m.ID) {
+		if !claimed[m.ID] {
 			kept = append(kept, m)
 		}
 	}
 	return kept, nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // inDoubt holds the row for an operator and cancels the job.

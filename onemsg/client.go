@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 )
 
 // DefaultBaseURL is 1MSG's production API.
@@ -328,12 +330,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
+// snippet is the start of an answer body for an error text.
 func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
+	return textcut.Truncate(strings.TrimSpace(string(b)), 300)
 }
 
 // transportText describes a transport failure without the request URL.

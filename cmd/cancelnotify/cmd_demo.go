@@ -19,7 +19,9 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 	"github.com/cancelnotify/cancelnotify/onemsg"
+	"github.com/cancelnotify/cancelnotify/outbox"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
@@ -111,7 +113,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+	if err := cnsql.Drop(ctx, pool, schema); err != nil {
 		return fmt.Errorf("cannot reach Postgres at DATABASE_URL (%s): %w; start it or set DATABASE_URL", redactDSN(url), err)
 	}
 	if _, err := cnsql.Migrate(ctx, pool, schema, nil); err != nil {
@@ -169,8 +171,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	rows := demoRows()
 	for _, r := range rows {
 		b, _ := json.Marshal(r.payload)
-		if _, err := pool.Exec(ctx, "INSERT INTO outbox (event_id, payload) VALUES ($1, $2)", r.eventID, b); err != nil {
-			return fmt.Errorf("insert %s: %w", r.eventID, err)
+		if err := outbox.Insert(ctx, pool, r.eventID, b); err != nil {
+			return err
 		}
 	}
 	fmt.Fprintf(out, "inserted  %d cancellations into %s.outbox (the seed's example, 12 generated, 2 invalid)\n\n", len(rows), schema)
@@ -223,25 +225,17 @@ func demoProgress(ctx context.Context, w io.Writer, pool *pgxpool.Pool, total in
 	deadline := time.Now().Add(wait)
 	last := ""
 	for {
-		counts := map[string]int{}
-		rows, err := pool.Query(ctx, "SELECT status, count(*) FROM notification GROUP BY status")
+		by, err := ledger.CountByStatus(ctx, pool)
 		if err != nil {
 			return false, err
 		}
+		counts := map[string]int{}
 		final := 0
-		for rows.Next() {
-			var st string
-			var n int
-			if err := rows.Scan(&st, &n); err != nil {
-				return false, err
+		for st, n := range by {
+			counts[string(st)] = int(n)
+			if st.Final() {
+				final += int(n)
 			}
-			counts[st] = n
-			if ledger.Status(st).Final() {
-				final += n
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return false, err
 		}
 		waiting := total
 		for _, n := range counts {
@@ -279,25 +273,14 @@ func demoProgress(ctx context.Context, w io.Writer, pool *pgxpool.Pool, total in
 }
 
 func demoTable(ctx context.Context, w io.Writer, pool *pgxpool.Pool) error {
-	rows, err := pool.Query(ctx, `SELECT event_id, coalesce(order_number, ''), status, coalesce(wamid, ''), coalesce(error, '')
-		FROM notification_report ORDER BY cancelled_at, event_id`)
+	rows, err := ledger.ReadReport(ctx, pool)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nEVENT\tORDER\tSTATUS\tWAMID\tNOTE")
-	for rows.Next() {
-		var ev, order, status, wamid, errText string
-		if err := rows.Scan(&ev, &order, &status, &wamid, &errText); err != nil {
-			return err
-		}
-		if len(errText) > 90 {
-			errText = errText[:90] + "…"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev, order, status, dash(wamid), errText)
-	}
-	if err := rows.Err(); err != nil {
-		return err
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.EventID, r.OrderNumber, r.Status, dash(r.Wamid), textcut.Truncate(r.Error, 90))
 	}
 	return tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cancelnotify/cancelnotify/internal/childproc"
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 )
 
 // childEnv is this process's environment without any cancelnotify setting
@@ -186,7 +187,7 @@ func grepLogs(paths, needles []string, max int) []string {
 			sc.Buffer(make([]byte, 64<<10), 1<<20)
 			for sc.Scan() && found < max {
 				if strings.Contains(sc.Text(), needle) {
-					out = append(out, filepath.Base(p)+": "+clip(sc.Text(), 300))
+					out = append(out, filepath.Base(p)+": "+textcut.Truncate(sc.Text(), 300))
 					found++
 				}
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cancelnotify/cancelnotify/internal/childproc"
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 )
 
@@ -423,7 +424,7 @@ func (r *runner) evidence(rep *Report) []string {
 	out := grepLogs(logs, rep.ProblemEventIDs(5), 8)
 	for _, e := range exits {
 		for _, l := range tailFile(e.Log, 5) {
-			out = append(out, filepath.Base(e.Log)+" (last lines): "+clip(l, 300))
+			out = append(out, filepath.Base(e.Log)+" (last lines): "+textcut.Truncate(l, 300))
 		}
 	}
 	return out
