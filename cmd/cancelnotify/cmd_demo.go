@@ -21,8 +21,8 @@ import (
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/textcut"
 	"github.com/cancelnotify/cancelnotify/onemsg"
-	"github.com/cancelnotify/cancelnotify/outbox"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
+	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
