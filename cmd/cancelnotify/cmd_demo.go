@@ -146,7 +146,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		OneMsg:   onemsg.Config{BaseURL: sbURL, Channel: sbcfg.Channel, Token: sbcfg.Token, Timeout: 5 * time.Second},
 		Template: sandbox.DefaultTemplate, Namespace: sandbox.DefaultNamespace, Language: sandbox.DefaultLanguage,
 		WebhookAddr: "127.0.0.1:0", WebhookSecret: hex.EncodeToString(secret),
-		Rate: 80, PairInterval: 6 * time.Second,
+		Rate: daemon.DefaultRate, PairInterval: daemon.DefaultPairInterval,
 		RelayPollInterval: 500 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
 		Logger: logger,
 	})

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
+	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/onemsg"
+	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
@@ -82,7 +85,7 @@ func addOneMsgOptions(s *settings) oneMsgOptions {
 		template:  s.add("ONEMSG_TEMPLATE", "onemsg-template", "", "approved template name"),
 		namespace: s.add("ONEMSG_NAMESPACE", "onemsg-namespace", "", "template namespace (1MSG answers 422 without it)"),
 		language:  s.add("ONEMSG_LANGUAGE", "onemsg-language", "en", "default template language"),
-		timeout:   s.add("ONEMSG_TIMEOUT", "onemsg-timeout", "15s", "timeout of one 1MSG API call"),
+		timeout:   s.add("ONEMSG_TIMEOUT", "onemsg-timeout", durationText(onemsg.DefaultTimeout), "timeout of one 1MSG API call"),
 	}
 }
 
@@ -121,25 +124,25 @@ type daemonOptions struct {
 
 func addDaemonOptions(s *settings) daemonOptions {
 	return daemonOptions{
-		trackFor:       s.add("CANCELNOTIFY_TRACK_FOR", "track-for", "24h", "follow a sent message this long before marking it expired"),
-		trackFirstPoll: s.add("CANCELNOTIFY_TRACK_FIRST_POLL", "track-first-poll", "auto", "first hookInfo poll after acceptance, doubling up to 10m; auto = 60s with webhooks, 5s without"),
-		sendFor:        s.add("CANCELNOTIFY_SEND_FOR", "send-for", "24h", "give up sending (failed) when 1MSG stays unreachable this long after the cancellation"),
-		shutdown:       s.add("CANCELNOTIFY_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "on SIGTERM, wait this long for in-flight sends"),
-		relayPoll:      s.add("CANCELNOTIFY_RELAY_POLL", "relay-poll", "1s", "relay's fallback poll when no NOTIFY arrives"),
-		relayBatch:     s.add("CANCELNOTIFY_RELAY_BATCH", "relay-batch", "500", "outbox rows per relay transaction"),
-		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", "100", "concurrent sends"),
-		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", "20", "concurrent status polls"),
-		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", "40", "database pool size"),
-		rate:           s.add("CANCELNOTIFY_RATE", "rate", "80", "send rate limit of this process, messages/s (Meta's default per number: 80); split it across instances; 0 = unlimited"),
-		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", "6s", "least gap between two messages to one phone (Meta's pair limit); 0 = off"),
-		retention:      s.add("CANCELNOTIFY_RETENTION", "retention", "2160h", "delete final notifications (with outbox rows and history) older than this; 0 = keep forever"),
-		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", "24h", "River keeps completed jobs this long"),
-		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", "168h", "River keeps cancelled jobs (refused sends, in_doubt) this long"),
-		riverDiscarded: s.add("CANCELNOTIFY_RIVER_DISCARDED_RETENTION", "river-discarded-retention", "168h", "River keeps discarded jobs (attempts exhausted) this long"),
-		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ (\"\" = off); never expose it publicly"),
+		trackFor:       s.add("CANCELNOTIFY_TRACK_FOR", "track-for", durationText(jobs.DefaultTrackFor), "follow a sent message this long before marking it expired"),
+		trackFirstPoll: s.add("CANCELNOTIFY_TRACK_FIRST_POLL", "track-first-poll", "auto", fmt.Sprintf("first hookInfo poll after acceptance, doubling up to %s; auto = %s with webhooks, %s without", durationText(jobs.DefaultTrackPollMax), durationText(daemon.DefaultTrackFirstPollWebhook), durationText(jobs.DefaultTrackFirstPoll))),
+		sendFor:        s.add("CANCELNOTIFY_SEND_FOR", "send-for", durationText(jobs.DefaultSendFor), "give up sending (failed) when 1MSG stays unreachable this long after the cancellation"),
+		shutdown:       s.add("CANCELNOTIFY_SHUTDOWN_TIMEOUT", "shutdown-timeout", durationText(daemon.DefaultShutdownTimeout), "on SIGTERM, wait this long for in-flight sends"),
+		relayPoll:      s.add("CANCELNOTIFY_RELAY_POLL", "relay-poll", durationText(outbox.DefaultPollInterval), "relay's fallback poll when no NOTIFY arrives"),
+		relayBatch:     s.add("CANCELNOTIFY_RELAY_BATCH", "relay-batch", strconv.Itoa(outbox.DefaultBatchSize), "outbox rows per relay transaction"),
+		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", strconv.Itoa(jobs.DefaultSendWorkers), "concurrent sends"),
+		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", strconv.Itoa(jobs.DefaultTrackWorkers), "concurrent status polls"),
+		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", strconv.Itoa(daemon.DefaultMaxConns), "database pool size"),
+		rate:           s.add("CANCELNOTIFY_RATE", "rate", strconv.Itoa(daemon.DefaultRate), "send rate limit of this process, messages/s (Meta's default per number: 80); split it across instances; 0 = unlimited"),
+		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", durationText(daemon.DefaultPairInterval), "least gap between two messages to one phone (Meta's pair limit); 0 = off"),
+		retention:      s.add("CANCELNOTIFY_RETENTION", "retention", durationText(jobs.DefaultRetention), "delete final notifications (with outbox rows and history) older than this; 0 = keep forever"),
+		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", durationText(jobs.DefaultCompletedJobRetention), "River keeps completed jobs this long"),
+		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", durationText(jobs.DefaultCancelledJobRetention), "River keeps cancelled jobs (refused sends, in_doubt) this long"),
+		riverDiscarded: s.add("CANCELNOTIFY_RIVER_DISCARDED_RETENTION", "river-discarded-retention", durationText(jobs.DefaultDiscardedJobRetention), "River keeps discarded jobs (attempts exhausted) this long"),
+		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", daemon.DefaultAdminAddr, "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ (\"\" = off); never expose it publicly"),
 		adminUser:      s.add("CANCELNOTIFY_ADMIN_USER", "admin-user", "", "basic-auth user for /metrics, /riverui/ and /debug/pprof/"),
 		adminPassword:  s.secret("CANCELNOTIFY_ADMIN_PASSWORD", "admin-password", "basic-auth password (secret)"),
-		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", "127.0.0.1:8080", "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
+		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", daemon.DefaultWebhookAddr, "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
 		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
 		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "HMAC-SHA256 key of the X-Cancelnotify-Signature header"),
@@ -233,4 +236,17 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return d.Run(ctx)
+}
+
+// durationText writes a default duration the way a user types it: "24h",
+// not "24h0m0s".
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
