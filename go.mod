@@ -7,6 +7,9 @@ require (
 	github.com/lmittmann/tint v1.2.1
 	github.com/nyaruka/phonenumbers v1.8.1
 	github.com/prometheus/client_golang v1.25.0
+	// River upgrades: jobs/complete.go calls riverdriver internals
+	// (JobSetStateIfRunningMany), which River may change in any release;
+	// re-run its TestCompleteTx before moving these four versions.
 	github.com/riverqueue/river v0.51.2
 	github.com/riverqueue/river/riverdriver v0.51.2
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.51.2
