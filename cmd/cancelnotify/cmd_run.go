@@ -11,7 +11,6 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
-	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
 	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/outbox"
@@ -226,7 +225,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg.Preflight = true
-	cfg.Notifier = sdnotify.FromEnv(e.getenv)
+	cfg.Notifier = daemon.Systemd{}
 	d, err := daemon.New(ctx, cfg)
 	if errors.Is(err, cnsql.ErrNotMigrated) || errors.Is(err, preflight.ErrTemplateMissing) {
 		// Restarting cannot fix these (systemd: RestartPreventExitStatus=2).

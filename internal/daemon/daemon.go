@@ -106,7 +106,7 @@ type Config struct {
 	Preflight bool
 
 	// Notifier tells systemd about readiness, stopping and liveness
-	// (sdnotify); nil outside systemd.
+	// (Systemd); nil: nobody is told.
 	Notifier Notifier
 
 	// RiverID names this process's River client (default generated).
