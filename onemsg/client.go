@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -177,7 +178,12 @@ func (c *Client) do(ctx context.Context, op, httpMethod, method string, q url.Va
 		if wrote.Load() {
 			kind = KindUnknown
 		}
-		return &Error{Op: op, Kind: kind, Message: transportText(err), Err: scrubURLError(err)}
+		msg := transportText(err)
+		if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "dial" {
+			// The URL is what the operator can fix; say which setting holds it.
+			msg = fmt.Sprintf("cannot connect to %s (ONEMSG_API_URL): %s", redactURL(c.base.String()), msg)
+		}
+		return &Error{Op: op, Kind: kind, Message: msg, Err: scrubURLError(err)}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
@@ -204,6 +210,11 @@ func httpError(op string, resp *http.Response, raw []byte) *Error {
 		e.Message = http.StatusText(resp.StatusCode)
 	}
 	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		// 1MSG's text talks of a token "as a GET parameter"; this client
+		// sends it as a Bearer header, so say what to check instead.
+		e.Kind = KindRejected
+		e.Message = "the channel refused the token: check ONEMSG_TOKEN / ONEMSG_TOKEN_FILE and ONEMSG_CHANNEL_ID (1MSG said: " + e.Message + ")"
 	case resp.StatusCode == http.StatusTooManyRequests:
 		e.Kind = KindThrottled
 		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())

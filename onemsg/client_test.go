@@ -56,7 +56,7 @@ func TestSendTemplateOutcomes(t *testing.T) {
 		{name: "accept then drop", faults: sandbox.Faults{AcceptThenDrop: 1}, wantKind: onemsg.KindUnknown, accepted: 1},
 		{name: "hang until timeout", faults: sandbox.Faults{Hang: 1}, wantKind: onemsg.KindUnknown, wantText: "timeout"},
 		{name: "down", faults: sandbox.Faults{Down: true}, wantKind: onemsg.KindUnknown},
-		{name: "401", token: "wrong-token-123", wantKind: onemsg.KindRejected, wantStatus: 401, wantText: `Wrong token "REDACTED" for channel "sandbox"`},
+		{name: "401", token: "wrong-token-123", wantKind: onemsg.KindRejected, wantStatus: 401, wantText: `check ONEMSG_TOKEN / ONEMSG_TOKEN_FILE and ONEMSG_CHANNEL_ID (1MSG said: Wrong token "REDACTED" for channel "sandbox"`},
 		{name: "422 param count", edit: func(r *onemsg.SendTemplateRequest) { r.Params = onemsg.BodyParams("a", "b", "c") },
 			wantKind: onemsg.KindRejected, wantStatus: 422, wantCode: 132000, wantText: "Number of parameters does not match"},
 		{name: "422 no namespace", edit: func(r *onemsg.SendTemplateRequest) { r.Namespace = "" },
@@ -135,6 +135,9 @@ func TestSendTemplateConnectionRefused(t *testing.T) {
 	var e *onemsg.Error
 	if !errors.As(err, &e) || e.Kind != onemsg.KindNotSent {
 		t.Fatalf("err = %v, want KindNotSent", err)
+	}
+	if want := "cannot connect to http://" + addr + " (ONEMSG_API_URL)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
 	}
 	if strings.Contains(err.Error(), "secret-token") {
 		t.Errorf("error leaks the token: %v", err)

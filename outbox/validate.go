@@ -245,6 +245,11 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 	var empty []string
 	for i, t := range texts {
 		params[i] = valNormalizeText(t)
+		if i == 3 && strings.Contains(v.body(), "{{4}}.") {
+			// The template ends the sentence itself: "refunded in 3 days."
+			// would read "refunded in 3 days.." (README: next_step).
+			params[i] = strings.TrimRight(strings.TrimRight(params[i], "."), " ")
+		}
 		if params[i] == "" {
 			empty = append(empty, valTextKeys[i])
 		}

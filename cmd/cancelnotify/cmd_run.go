@@ -17,16 +17,16 @@ import (
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
-// DefaultDatabaseURL is the local Postgres every development machine runs;
-// only `demo` falls back to it.
+// DefaultDatabaseURL is the local Postgres every development machine runs,
+// the one `make test` uses too; every command falls back to it.
 const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres"
 
 // dbOptions are the database settings.
 type dbOptions struct{ url, schema *option }
 
-func addDBOptions(s *settings, defURL string) dbOptions {
+func addDBOptions(s *settings) dbOptions {
 	return dbOptions{
-		url:    s.add("DATABASE_URL", "database-url", defURL, "the OMS database (postgres://user:password@host:5432/db)"),
+		url:    s.add("DATABASE_URL", "database-url", DefaultDatabaseURL, "the OMS database (postgres://user:password@host:5432/db)"),
 		schema: s.add("CANCELNOTIFY_SCHEMA", "schema", "cancelnotify", "Postgres schema holding cancelnotify's and River's tables"),
 	}
 }
@@ -43,7 +43,7 @@ func (d dbOptions) values(s *settings) (url, schema string) {
 func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "migrate")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
+	db := addDBOptions(s)
 	lo := addLogOptions(s)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -205,7 +205,7 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "run")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
+	db := addDBOptions(s)
 	om := addOneMsgOptions(s)
 	do := addDaemonOptions(s)
 	lo := addLogOptions(s)

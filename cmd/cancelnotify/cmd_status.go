@@ -26,7 +26,7 @@ import (
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "status")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
+	db := addDBOptions(s)
 	statusOpt := s.add("", "status", "", "list notifications in this status (comma-separated), e.g. failed,in_doubt")
 	since := s.add("", "since", "0s", "with --status: changed within this long, e.g. 2h")
 	limit := s.add("", "limit", "100", "with --status: list at most this many")
