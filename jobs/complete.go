@@ -59,4 +59,3 @@ func completeTx(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], sc
 	}
 	return nil
 }
-

@@ -41,7 +41,7 @@ func TestCompleteTx(t *testing.T) {
 	}))
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema: schema, Workers: workers, TestOnly: true,
-		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 1}},
+		Queues:        map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 1}},
 		FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 20 * time.Millisecond,
 	})
 	if err != nil {
