@@ -32,7 +32,7 @@ type demoRow struct {
 	payload map[string]any
 }
 
-// demoRows returns the seed's filled-in example, a dozen generated
+// demoRows returns the filled-in example of 1MSG's order-cancellation use case, a dozen generated
 // cancellations (one to a phone the sandbox fails, one opted out) and two
 // invalid rows.
 func demoRows() []demoRow {
@@ -175,7 +175,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(out, "inserted  %d cancellations into %s.outbox (the seed's example, 12 generated, 2 invalid)\n\n", len(rows), schema)
+	fmt.Fprintf(out, "inserted  %d cancellations into %s.outbox (1MSG's use-case example, 12 generated, 2 invalid)\n\n", len(rows), schema)
 
 	// 5. Live progress until every row is final.
 	// Delivered is final, but a read may follow: wait until the record
