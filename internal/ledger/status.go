@@ -1,8 +1,11 @@
 // Package ledger owns cancelnotify's record of each notification: the
-// notification and notification_event tables and the one rule that decides
-// how a reported status changes a row (never downgrade, design §2). The
-// relay, the send and track workers, the webhook receiver and the operator
-// commands all change statuses through this package, so they cannot disagree.
+// notification, notification_event and webhook_orphan tables and the one
+// rule that decides how a reported status changes a row (never downgrade,
+// design §2). Every statement the daemon and the CLI run on these tables is
+// here: the relay, the send and track workers, the webhook receiver, the
+// operator commands, status and metrics read and change them through this
+// package, so they cannot disagree. Only the benchmark and the chaos run
+// query them directly, to measure from outside.
 package ledger
 
 import (
