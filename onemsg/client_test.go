@@ -282,3 +282,25 @@ func TestRegisterWebhook(t *testing.T) {
 		})
 	}
 }
+
+func ExampleClient_RegisterWebhook() {
+	sb := sandbox.New(sandbox.DefaultConfig())
+	defer sb.Close()
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	c, err := onemsg.NewClient(onemsg.Config{BaseURL: srv.URL, Channel: "sandbox", Token: "sandbox-token"})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	// Another system's webhook, and ours with a secret since rotated.
+	if _, err := c.SetWebhook(ctx, []string{"https://crm.example/hook", "https://hooks.shop.example/webhooks/1msg/old-secret"}); err != nil {
+		panic(err)
+	}
+	st, err := c.RegisterWebhook(ctx, "https://hooks.shop.example/webhooks/1msg/new-secret")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(st.WebhookURLs, st.AckNotificationsOn)
+	// Output: [https://crm.example/hook https://hooks.shop.example/webhooks/1msg/new-secret] true
+}

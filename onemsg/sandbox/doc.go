@@ -19,8 +19,8 @@
 //
 // A *Server is an http.Handler. Serve it with httptest.NewServer in tests or
 // with an http.Server from `cancelnotify sandbox`; the channel lives under
-// /{channel}/… exactly as on api.1msg.io, so the Node.js example of 1MSG's use case
-// pointed at the sandbox's URL works unchanged.
+// /{channel}/… exactly as on api.1msg.io, so the Node.js example of 1MSG's
+// use case pointed at the sandbox's URL works unchanged.
 //
 // Besides the channel surface the sandbox records what it saw and lets a test
 // inject faults, from Go (Server.Stats, Server.Messages, Server.Requests,
