@@ -5,10 +5,17 @@ DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_DATABASE_URL ?= $(DATABASE_URL)
 export DATABASE_URL TEST_DATABASE_URL
 
-.PHONY: build test demo lint bench chaos clean
+PREFIX        ?= /usr/local
+
+.PHONY: build install test demo lint bench chaos clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cancelnotify
+
+# Puts cancelnotify on the PATH: $(PREFIX)/bin/cancelnotify (sudo make install).
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cancelnotify
 
 # The whole suite against real Postgres (TEST_DATABASE_URL); each test makes
 # and drops its own schema.

@@ -3,11 +3,15 @@ module github.com/cancelnotify/cancelnotify
 go 1.26.8
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/lmittmann/tint v1.2.1
 	github.com/nyaruka/phonenumbers v1.8.1
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
+	// River upgrades: jobs/complete.go calls riverdriver internals
+	// (JobSetStateIfRunningMany), which River may change in any release;
+	// re-run its TestCompleteTx before moving these four versions.
 	github.com/riverqueue/river v0.51.2
 	github.com/riverqueue/river/riverdriver v0.51.2
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.51.2

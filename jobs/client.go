@@ -19,6 +19,28 @@ import (
 	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
+	"github.com/cancelnotify/cancelnotify/onemsg"
+)
+
+// Defaults of Config; the command line's flags default to the same values.
+const (
+	DefaultSendWorkers     = 100
+	DefaultTrackWorkers    = 20
+	DefaultCallbackWorkers = 10
+
+	DefaultTrackFor       = 24 * time.Hour
+	DefaultTrackFirstPoll = 5 * time.Second
+	DefaultTrackPollMax   = 10 * time.Minute
+	DefaultSendFor        = 24 * time.Hour
+
+	DefaultRetention = 90 * 24 * time.Hour
+
+	DefaultCompletedJobRetention = 24 * time.Hour
+	DefaultCancelledJobRetention = 7 * 24 * time.Hour
+	DefaultDiscardedJobRetention = 7 * 24 * time.Hour
+
+	DefaultFetchCooldown     = 5 * time.Millisecond
+	DefaultFetchPollInterval = 200 * time.Millisecond
 )
 
 // Config configures the River client and its workers.
@@ -36,33 +58,56 @@ type Config struct {
 	Health  Health
 	Limiter Limiter // paces sends; nil = unlimited
 
-	SendWorkers  int // default 100: 1MSG answers in tens of ms, so concurrency is throughput
-	TrackWorkers int // default 20
+	// SendWorkers is how many sends run at once. 1MSG answers in tens of
+	// ms, so concurrency is throughput. Defaults to DefaultSendWorkers.
+	SendWorkers int
+	// TrackWorkers is how many hookInfo polls run at once. Defaults to
+	// DefaultTrackWorkers.
+	TrackWorkers int
 
-	TrackFor       time.Duration // CANCELNOTIFY_TRACK_FOR, default 24h
-	TrackFirstPoll time.Duration // first hookInfo poll after acceptance, default 5s (60s with webhooks)
-	TrackPollMax   time.Duration // longest pause between polls, default 10m
-	SendFor        time.Duration // give up sending after this long since the cancellation; default 24h, <0 never
+	// TrackFor is how long a sent message is followed before it is
+	// expired. Defaults to DefaultTrackFor.
+	TrackFor time.Duration
+	// TrackFirstPoll is the pause before the first hookInfo poll after
+	// acceptance; the pauses then double up to TrackPollMax. Defaults to
+	// DefaultTrackFirstPoll (the daemon waits longer with webhooks on).
+	TrackFirstPoll time.Duration
+	// TrackPollMax is the longest pause between polls. Defaults to
+	// DefaultTrackPollMax.
+	TrackPollMax time.Duration
+	// SendFor is how long after the cancellation sending is retried while
+	// 1MSG is unreachable, before the row fails. Defaults to DefaultSendFor;
+	// negative: never give up.
+	SendFor time.Duration
 
-	CallTimeout time.Duration // one 1MSG call's timeout; sizes the job timeouts (default 15s)
+	// CallTimeout is one 1MSG call's timeout; it sizes the job timeouts.
+	// Defaults to onemsg.DefaultTimeout.
+	CallTimeout time.Duration
 
 	// CallbackURL, when set, receives every final status and in_doubt as a
 	// POST signed per Standard Webhooks with CallbackSecret (whsec_<base64>,
 	// see NewSigner); see Callbacks.
-	CallbackURL     string
-	CallbackSecret  string
-	CallbackWorkers int // default 10
+	CallbackURL    string
+	CallbackSecret string
+	// CallbackWorkers is how many callbacks are POSTed at once. Defaults to
+	// DefaultCallbackWorkers.
+	CallbackWorkers int
 
-	// Retention deletes final notifications older than this, hourly
-	// (CANCELNOTIFY_RETENTION, default 90 days); <0 keeps everything.
+	// Retention deletes final notifications older than this, hourly.
+	// Defaults to DefaultRetention; negative keeps everything.
 	Retention time.Duration
-	// River's own retention of finished jobs (River's defaults: 24h, 24h, 7d).
+	// River's own retention of finished jobs. Default to
+	// DefaultCompletedJobRetention, DefaultCancelledJobRetention (refused
+	// sends and in_doubt ones stay a week, for an operator to look at) and
+	// DefaultDiscardedJobRetention.
 	CompletedJobRetention, CancelledJobRetention, DiscardedJobRetention time.Duration
 
-	// River tuning. River's defaults (FetchCooldown 100ms, FetchPollInterval
-	// 1s) give a p99 pickup latency of ~300ms; these give ~10ms.
-	FetchCooldown     time.Duration // default 5ms
-	FetchPollInterval time.Duration // default 200ms
+	// FetchCooldown and FetchPollInterval tune River's fetching: River's
+	// own defaults (100ms, 1s) give a p99 pickup latency of about 300ms,
+	// these about 10ms. Default to DefaultFetchCooldown and
+	// DefaultFetchPollInterval.
+	FetchCooldown     time.Duration
+	FetchPollInterval time.Duration
 
 	ID     string       // River client id; default generated
 	Logger *slog.Logger // the workers' log: one line per state change
@@ -85,22 +130,25 @@ func (c *Config) withDefaults() {
 		}
 	}
 	if c.SendWorkers <= 0 {
-		c.SendWorkers = 100
+		c.SendWorkers = DefaultSendWorkers
 	}
 	if c.TrackWorkers <= 0 {
-		c.TrackWorkers = 20
+		c.TrackWorkers = DefaultTrackWorkers
 	}
 	if c.CallbackWorkers <= 0 {
-		c.CallbackWorkers = 10
+		c.CallbackWorkers = DefaultCallbackWorkers
 	}
-	def(&c.TrackFor, 24*time.Hour)
-	def(&c.TrackFirstPoll, 5*time.Second)
-	def(&c.TrackPollMax, 10*time.Minute)
-	def(&c.SendFor, 24*time.Hour)
-	def(&c.CallTimeout, 15*time.Second)
-	def(&c.Retention, 90*24*time.Hour)
-	def(&c.FetchCooldown, 5*time.Millisecond)
-	def(&c.FetchPollInterval, 200*time.Millisecond)
+	def(&c.TrackFor, DefaultTrackFor)
+	def(&c.TrackFirstPoll, DefaultTrackFirstPoll)
+	def(&c.TrackPollMax, DefaultTrackPollMax)
+	def(&c.SendFor, DefaultSendFor)
+	def(&c.CallTimeout, onemsg.DefaultTimeout)
+	def(&c.Retention, DefaultRetention)
+	def(&c.CompletedJobRetention, DefaultCompletedJobRetention)
+	def(&c.CancelledJobRetention, DefaultCancelledJobRetention)
+	def(&c.DiscardedJobRetention, DefaultDiscardedJobRetention)
+	def(&c.FetchCooldown, DefaultFetchCooldown)
+	def(&c.FetchPollInterval, DefaultFetchPollInterval)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

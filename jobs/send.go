@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 	"go.opentelemetry.io/otel/attribute"
@@ -355,45 +354,6 @@ func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acce
 	return errs, nil
 }
 
-// completeTx marks running jobs completed in tx, as river.JobCompleteTx
-// does for one job, with one statement for all of them: the query
-// JobCompleteTx runs takes many jobs, and one statement per job was a
-// quarter of the database's time at a thousand messages a second.
-func completeTx(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], schema string, jobs []*rivertype.JobRow) error {
-	if len(jobs) == 0 {
-		return nil
-	}
-	p := &riverdriver.JobSetStateIfRunningManyParams{Schema: schema}
-	now := time.Now()
-	for _, j := range jobs {
-		s := riverdriver.JobSetStateCompleted(j.ID, now, nil)
-		p.ID = append(p.ID, s.ID)
-		p.Attempt = append(p.Attempt, s.Attempt)
-		p.ErrData = append(p.ErrData, s.ErrData)
-		p.FinalizedAt = append(p.FinalizedAt, s.FinalizedAt)
-		p.MetadataDoMerge = append(p.MetadataDoMerge, false)
-		p.MetadataUpdates = append(p.MetadataUpdates, nil)
-		p.ScheduledAt = append(p.ScheduledAt, s.ScheduledAt)
-		p.State = append(p.State, s.State)
-	}
-	rows, err := client.Driver().UnwrapExecutor(tx).JobSetStateIfRunningMany(ctx, p)
-	if err != nil {
-		return fmt.Errorf("complete send jobs: %w", err)
-	}
-	completed := 0
-	for _, r := range rows {
-		if r.State == rivertype.JobStateCompleted {
-			completed++
-		}
-	}
-	if completed != len(jobs) {
-		// A job was no longer running (rescued by another client): the batch
-		// rolls back and each acceptance is retried alone.
-		return fmt.Errorf("complete send jobs: %d of %d were running", completed, len(jobs))
-	}
-	return nil
-}
-
 // startAttempts is the starts batch.
 func (w *SendWorker) startAttempts(ctx context.Context, tx pgx.Tx, ids []int64) ([]*ledger.Notification, error) {
 	var after time.Time
@@ -562,30 +522,17 @@ func (w *SendWorker) candidates(ctx context.Context, n *ledger.Notification, sin
 	if len(out) == 0 {
 		return nil, nil
 	}
-	rows, err := w.pool.Query(ctx, "SELECT wamid FROM notification WHERE wamid = ANY($1)", ids)
-	if err != nil {
-		return nil, err
-	}
-	claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	claimed, err := ledger.ClaimedWamids(ctx, w.pool, ids)
 	if err != nil {
 		return nil, err
 	}
 	kept := out[:0]
 	for _, m := range out {
-		if !contains(claimed, m.ID) {
+		if !claimed[m.ID] {
 			kept = append(kept, m)
 		}
 	}
 	return kept, nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // inDoubt holds the row for an operator and cancels the job.

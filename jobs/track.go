@@ -119,17 +119,9 @@ func (w *TrackWorker) nextPoll(job *river.Job[TrackArgs], deadline time.Time) ti
 // kept because each is a separate delivery by 1MSG.
 func (w *TrackWorker) apply(ctx context.Context, n *ledger.Notification, hooks []onemsg.Hook) error {
 	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "SELECT status || '@' || coalesce(extract(epoch FROM occurred_at)::bigint, 0) FROM notification_event WHERE notification_id = $1 AND source = 'poll'", n.ID)
+		seen, err := ledger.EventKeys(ctx, tx, n.ID, ledger.SourcePoll)
 		if err != nil {
 			return err
-		}
-		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		seen := make(map[string]bool, len(keys))
-		for _, k := range keys {
-			seen[k] = true
 		}
 		var reports []ledger.Report
 		for _, h := range hooks {
@@ -139,7 +131,7 @@ func (w *TrackWorker) apply(ctx context.Context, n *ledger.Notification, hooks [
 			if st, ok := ledger.MapStatus(r.Status); ok {
 				status = string(st)
 			}
-			key := status + "@" + strconv.FormatInt(unixOrZero(r.OccurredAt), 10)
+			key := ledger.EventKey{Status: status, At: unixOrZero(r.OccurredAt)}
 			if seen[key] {
 				continue
 			}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -26,6 +27,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
 )
 
@@ -187,7 +189,12 @@ func (c *Client) do(ctx context.Context, op, httpMethod, method string, q url.Va
 		if wrote.Load() {
 			kind = KindUnknown
 		}
-		return &Error{Op: op, Kind: kind, Message: transportText(err), Err: scrubURLError(err)}
+		msg := transportText(err)
+		if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "dial" {
+			// The URL is what the operator can fix; say which setting holds it.
+			msg = fmt.Sprintf("cannot connect to %s (ONEMSG_API_URL): %s", redactURL(c.base.String()), msg)
+		}
+		return &Error{Op: op, Kind: kind, Message: msg, Err: scrubURLError(err)}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
@@ -214,6 +221,11 @@ func httpError(op string, resp *http.Response, raw []byte) *Error {
 		e.Message = http.StatusText(resp.StatusCode)
 	}
 	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		// 1MSG's text talks of a token "as a GET parameter"; this client
+		// sends it as a Bearer header, so say what to check instead.
+		e.Kind = KindRejected
+		e.Message = "the channel refused the token: check ONEMSG_TOKEN / ONEMSG_TOKEN_FILE and ONEMSG_CHANNEL_ID (1MSG said: " + e.Message + ")"
 	case resp.StatusCode == http.StatusTooManyRequests:
 		e.Kind = KindThrottled
 		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
@@ -340,12 +352,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
+// snippet is the start of an answer body for an error text.
 func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
+	return textcut.Truncate(strings.TrimSpace(string(b)), 300)
 }
 
 // transportText describes a transport failure without the request URL.

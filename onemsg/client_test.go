@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func TestSendTemplateOutcomes(t *testing.T) {
 		{name: "accept then drop", faults: sandbox.Faults{AcceptThenDrop: 1}, wantKind: onemsg.KindUnknown, accepted: 1},
 		{name: "hang until timeout", faults: sandbox.Faults{Hang: 1}, wantKind: onemsg.KindUnknown, wantText: "timeout"},
 		{name: "down", faults: sandbox.Faults{Down: true}, wantKind: onemsg.KindUnknown},
-		{name: "401", token: "wrong-token-123", wantKind: onemsg.KindRejected, wantStatus: 401, wantText: `Wrong token "REDACTED" for channel "sandbox"`},
+		{name: "401", token: "wrong-token-123", wantKind: onemsg.KindRejected, wantStatus: 401, wantText: `check ONEMSG_TOKEN / ONEMSG_TOKEN_FILE and ONEMSG_CHANNEL_ID (1MSG said: Wrong token "REDACTED" for channel "sandbox"`},
 		{name: "422 param count", edit: func(r *onemsg.SendTemplateRequest) { r.Params = onemsg.BodyParams("a", "b", "c") },
 			wantKind: onemsg.KindRejected, wantStatus: 422, wantCode: 132000, wantText: "Number of parameters does not match"},
 		{name: "422 no namespace", edit: func(r *onemsg.SendTemplateRequest) { r.Namespace = "" },
@@ -134,6 +135,9 @@ func TestSendTemplateConnectionRefused(t *testing.T) {
 	var e *onemsg.Error
 	if !errors.As(err, &e) || e.Kind != onemsg.KindNotSent {
 		t.Fatalf("err = %v, want KindNotSent", err)
+	}
+	if want := "cannot connect to http://" + addr + " (ONEMSG_API_URL)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
 	}
 	if strings.Contains(err.Error(), "secret-token") {
 		t.Errorf("error leaks the token: %v", err)
@@ -229,4 +233,74 @@ func ExampleClient_SendTemplate() {
 		fmt.Println(res.Sent, strings.HasPrefix(res.ID, "wamid."), res.Message)
 	}
 	// Output: true true Sent to 79001234567@c.us
+}
+
+func TestRegisterWebhook(t *testing.T) {
+	const ours = "https://hooks.shop.example/webhooks/1msg/new-secret"
+	others := []string{"https://crm.example/hook", "https://hooks.shop.example/other", "https://b.example/x/y", "https://c.example/"}
+	tests := []struct {
+		name       string
+		registered []string
+		want       []string // the list afterwards; nil: refused, unchanged
+	}{
+		{"none registered", nil, []string{ours}},
+		{"others kept", others[:2], append(slices.Clone(others[:2]), ours)},
+		{"already registered", []string{others[0], ours}, []string{others[0], ours}},
+		{"rotated secret replaced", []string{"https://hooks.shop.example/webhooks/1msg/old-secret", others[0]}, []string{others[0], ours}},
+		{"four others and the old one", append(slices.Clone(others), "https://hooks.shop.example/webhooks/1msg/old"), append(slices.Clone(others), ours)},
+		{"five others: refused", append(slices.Clone(others), "https://d.example/hook"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, c := newSandbox(t, sandbox.DefaultConfig())
+			ctx := context.Background()
+			if len(tt.registered) > 0 {
+				if _, err := c.SetWebhook(ctx, tt.registered); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st, err := c.RegisterWebhook(ctx, ours)
+			got, gerr := c.Webhooks(ctx)
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if tt.want == nil {
+				if err == nil || !strings.Contains(err.Error(), "at most 5") {
+					t.Fatalf("RegisterWebhook = %v, want a refusal naming the limit", err)
+				}
+				if !slices.Equal(got, tt.registered) {
+					t.Fatalf("after a refusal the list is %v, want it unchanged: %v", got, tt.registered)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) || !slices.Equal(st.WebhookURLs, tt.want) || !st.AckNotificationsOn {
+				t.Fatalf("webhooks %v, settings %+v; want %v with ack notifications on", got, st, tt.want)
+			}
+		})
+	}
+}
+
+func ExampleClient_RegisterWebhook() {
+	sb := sandbox.New(sandbox.DefaultConfig())
+	defer sb.Close()
+	srv := httptest.NewServer(sb)
+	defer srv.Close()
+	c, err := onemsg.NewClient(onemsg.Config{BaseURL: srv.URL, Channel: "sandbox", Token: "sandbox-token"})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	// Another system's webhook, and ours with a secret since rotated.
+	if _, err := c.SetWebhook(ctx, []string{"https://crm.example/hook", "https://hooks.shop.example/webhooks/1msg/old-secret"}); err != nil {
+		panic(err)
+	}
+	st, err := c.RegisterWebhook(ctx, "https://hooks.shop.example/webhooks/1msg/new-secret")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(st.WebhookURLs, st.AckNotificationsOn)
+	// Output: [https://crm.example/hook https://hooks.shop.example/webhooks/1msg/new-secret] true
 }

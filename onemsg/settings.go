@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 )
@@ -119,4 +120,64 @@ func (c *Client) UpdateSettings(ctx context.Context, u SettingsUpdate) (_ *Setti
 		return nil, err
 	}
 	return &s, nil
+}
+
+// RegisterWebhook makes url one of the channel's webhooks and turns on ack
+// notifications, and returns the settings as 1MSG reports them afterwards.
+//
+// 1MSG replaces the whole list (SetWebhook), so the other URLs registered are
+// kept, except one that differs from url only in its last path segment: that
+// is this receiver with a secret since rotated, and url replaces it. With
+// MaxWebhooks other URLs registered nothing is changed and the error says to
+// remove one. The two calls are not atomic: when the second fails, run
+// RegisterWebhook again; it is idempotent.
+func (c *Client) RegisterWebhook(ctx context.Context, url string) (*Settings, error) {
+	current, err := c.Webhooks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the registered webhooks: %w", err)
+	}
+	urls := make([]string, 0, len(current)+1)
+	for _, u := range current {
+		if !sameReceiver(u, url) {
+			urls = append(urls, u)
+		}
+	}
+	urls = append(urls, url)
+	if len(urls) > MaxWebhooks {
+		return nil, fmt.Errorf("1MSG keeps at most %d webhook URLs and already has %d others; remove one in the 1MSG dashboard, then register again",
+			MaxWebhooks, len(urls)-1)
+	}
+	res, err := c.SetWebhook(ctx, urls)
+	if err != nil {
+		return nil, fmt.Errorf("register the webhook: %w", err)
+	}
+	if !res.Set {
+		return nil, fmt.Errorf("1MSG did not set the webhook: %s", res.Message)
+	}
+	on := true
+	st, err := c.UpdateSettings(ctx, SettingsUpdate{AckNotificationsOn: &on})
+	if err != nil {
+		return nil, fmt.Errorf("webhook registered, but turning on ack notifications failed: %w; register again", err)
+	}
+	return st, nil
+}
+
+// sameReceiver reports whether a and b differ at most in their last path
+// segment (and scheme): the same receiver, perhaps with another secret.
+func sameReceiver(a, b string) bool {
+	ua, errA := neturl.Parse(a)
+	ub, errB := neturl.Parse(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	parent := func(p string) string {
+		p = strings.TrimRight(p, "/")
+		return p[:strings.LastIndex(p, "/")+1]
+	}
+	pa, pb := strings.TrimRight(ua.Path, "/"), strings.TrimRight(ub.Path, "/")
+	if pa == pb {
+		return ua.Host == ub.Host
+	}
+	// Only a URL with a path of its own can carry a secret segment.
+	return ua.Host == ub.Host && pa != "" && pb != "" && parent(pa) == parent(pb) && parent(pa) != "/"
 }

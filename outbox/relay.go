@@ -36,6 +36,12 @@ type JobInserter interface {
 	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 }
 
+// Defaults of RelayConfig.
+const (
+	DefaultBatchSize    = 500
+	DefaultPollInterval = time.Second
+)
+
 // RelayConfig configures a Relay.
 type RelayConfig struct {
 	Pool      *pgxpool.Pool // search_path set to the schema (sql.Open)
@@ -45,8 +51,12 @@ type RelayConfig struct {
 	Validator Validator
 	Template  string // ONEMSG_TEMPLATE, recorded on each notification
 
-	BatchSize    int           // rows per transaction, default 500
-	PollInterval time.Duration // fallback poll when no NOTIFY arrives, default 1s
+	// BatchSize is how many rows one relay transaction takes. Defaults to
+	// DefaultBatchSize.
+	BatchSize int
+	// PollInterval is the fallback poll when no NOTIFY arrives. Defaults to
+	// DefaultPollInterval.
+	PollInterval time.Duration
 	// PairInterval spaces sends to the same phone (Meta's pair rate limit,
 	// error 131056, is one message every 6s): a later cancellation for the
 	// same customer is scheduled, not sent at once. 0 disables pacing.
@@ -70,10 +80,10 @@ type Relay struct {
 // NewRelay returns a relay; Run starts it.
 func NewRelay(cfg RelayConfig) *Relay {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 500
+		cfg.BatchSize = DefaultBatchSize
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = time.Second
+		cfg.PollInterval = DefaultPollInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

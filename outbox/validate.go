@@ -14,6 +14,7 @@ import (
 	"github.com/nyaruka/phonenumbers"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 )
 
 // EventTypeOrderCancelled is the only event type this version handles.
@@ -250,6 +251,11 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 	var empty []string
 	for i, t := range texts {
 		params[i] = valNormalizeText(t)
+		if i == 3 && strings.Contains(v.body(), "{{4}}.") {
+			// The template ends the sentence itself: "refunded in 3 days."
+			// would read "refunded in 3 days.." (README: next_step).
+			params[i] = strings.TrimRight(strings.TrimRight(params[i], "."), " ")
+		}
 		if params[i] == "" {
 			empty = append(empty, valTextKeys[i])
 		}
@@ -531,30 +537,10 @@ func valNormalizeText(s string) string {
 
 // valShorten cuts s to at most n runes (n >= 2), ending with "…". A space
 // before the ellipsis is dropped, so the result may be a rune shorter.
-func valShorten(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	cut := 0
-	for i := 0; i < n-1; i++ {
-		_, size := utf8.DecodeRuneInString(s[cut:])
-		cut += size
-	}
-	return strings.TrimRightFunc(s[:cut], unicode.IsSpace) + "…"
-}
+func valShorten(s string, n int) string { return textcut.Truncate(s, n) }
 
-// valClip limits a user value quoted in a Reason to n runes.
-func valClip(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	cut := 0
-	for i := 0; i < n; i++ {
-		_, size := utf8.DecodeRuneInString(s[cut:])
-		cut += size
-	}
-	return s[:cut] + "…"
-}
+// valClip limits a user value quoted in a Reason to n runes and the "…".
+func valClip(s string, n int) string { return textcut.Truncate(s, n+1) }
 
 // valQuote quotes a user value for a Reason, at most valMaxReasonValue runes.
 func valQuote(s string) string {

@@ -11,8 +11,13 @@ import (
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
-// seedNextStep is {{4}} of the seed's filled-in example.
-const seedNextStep = "Payment will be refunded within 3–5 business days to the card used for the order."
+// seedNextStep is {{4}} of the seed's filled-in example, as the OMS
+// writes it; seedNextStepSent is what is sent: the template's body ends
+// the sentence with its own full stop, so the one given goes.
+const (
+	seedNextStep     = "Payment will be refunded within 3–5 business days to the card used for the order."
+	seedNextStepSent = "Payment will be refunded within 3–5 business days to the card used for the order"
+)
 
 // defaultBodyFixedRunes is DefaultBody without its four placeholders:
 // `Hello, ` + `! Order #` + ` for "` + `" has been cancelled. ` + `.`.
@@ -44,7 +49,7 @@ func vPayload(over map[string]any) string {
 }
 
 func seedParams() []string {
-	return []string{"Alexey", "10482", "Wireless headphones", seedNextStep}
+	return []string{"Alexey", "10482", "Wireless headphones", seedNextStepSent}
 }
 
 func TestValidate(t *testing.T) {
@@ -63,7 +68,7 @@ func TestValidate(t *testing.T) {
 	// defaultBodyFixedRunes + the four texts' runes.
 	long := strings.Repeat("x", 2000)
 	longN := strings.Repeat("n", 2000)
-	fitProduct := 1024 - defaultBodyFixedRunes - len("Alexey") - len("10482") - utf8.RuneCountInString(seedNextStep)
+	fitProduct := 1024 - defaultBodyFixedRunes - len("Alexey") - len("10482") - utf8.RuneCountInString(seedNextStepSent)
 	fitNext := 1024 - defaultBodyFixedRunes - len("Alexey") - len("10482") - 20
 	// A payload of exactly MaxPayloadBytes.
 	exact := vPayload(map[string]any{"pad": ""})
@@ -90,15 +95,24 @@ func TestValidate(t *testing.T) {
 		{name: "order_number with exponent", payload: vPayload(map[string]any{"order_number": raw("1.0482e4")}),
 			status: queued, phone: "79001234567", params: seedParams()},
 		{name: "order_number decimal", payload: vPayload(map[string]any{"order_number": raw("10482.5")}),
-			status: queued, phone: "79001234567", params: []string{"Alexey", "10482.5", "Wireless headphones", seedNextStep}},
+			status: queued, phone: "79001234567", params: []string{"Alexey", "10482.5", "Wireless headphones", seedNextStepSent}},
 		{name: "order_number alphanumeric string", payload: vPayload(map[string]any{"order_number": "A-10482/2"}),
-			status: queued, phone: "79001234567", params: []string{"Alexey", "A-10482/2", "Wireless headphones", seedNextStep}},
+			status: queued, phone: "79001234567", params: []string{"Alexey", "A-10482/2", "Wireless headphones", seedNextStepSent}},
 		{name: "unknown extra keys are ignored", payload: vPayload(map[string]any{"customer_id": 42, "meta": map[string]any{"a": []int{1, 2}}, "Phone": 1}),
 			status: queued, phone: "79001234567", params: seedParams()},
 		{name: "opt-in true", payload: vPayload(map[string]any{"whatsapp_opt_in": true}),
 			status: queued, phone: "79001234567", params: seedParams()},
 		{name: "payload of exactly MaxPayloadBytes", payload: exact,
 			status: queued, phone: "79001234567", params: seedParams()},
+		// The template ends the sentence: a full stop at next_step's end goes.
+		{name: "next_step ending in a full stop", payload: vPayload(map[string]any{"next_step": "Refund in 3 days."}),
+			status: queued, phone: "79001234567", params: []string{"Alexey", "10482", "Wireless headphones", "Refund in 3 days"}},
+		{name: "next_step ending in an ellipsis of stops", payload: vPayload(map[string]any{"next_step": "Refund soon ... "}),
+			status: queued, phone: "79001234567", params: []string{"Alexey", "10482", "Wireless headphones", "Refund soon"}},
+		{name: "next_step only a full stop", payload: vPayload(map[string]any{"next_step": "."}),
+			status: rejected, code: "empty_text", phone: "79001234567", reason: []string{"payload.next_step is empty"}},
+		{name: "a full stop inside next_step stays", payload: vPayload(map[string]any{"next_step": "Refund to card no. 4242"}),
+			status: queued, phone: "79001234567", params: []string{"Alexey", "10482", "Wireless headphones", "Refund to card no. 4242"}},
 		{name: "moderately nested extra key", payload: deep(100),
 			status: queued, phone: "79001234567", params: []string{"Alexey", "10482", "Wireless headphones", "Refund in 3 days"}},
 
@@ -214,7 +228,7 @@ func TestValidate(t *testing.T) {
 			"customer_name": "  Alexey\n\tIvanov\r\n",
 			"product_name":  "Wireless       headphones",
 			"next_step":     "Refund\u00a0in\u20283 days.\x00\x7f"}),
-			status: queued, phone: "79001234567", params: []string{"Alexey Ivanov", "10482", "Wireless headphones", "Refund in 3 days."}},
+			status: queued, phone: "79001234567", params: []string{"Alexey Ivanov", "10482", "Wireless headphones", "Refund in 3 days"}},
 		{name: "whitespace only", payload: vPayload(map[string]any{"customer_name": " \n\t ", "next_step": ""}),
 			status: rejected, code: "empty_text", phone: "79001234567",
 			reason: []string{"payload.customer_name is empty", "payload.next_step is empty"}},
@@ -222,7 +236,7 @@ func TestValidate(t *testing.T) {
 		// Body length.
 		{name: "long product_name shortened to fit exactly", payload: vPayload(map[string]any{"product_name": long}),
 			status: queued, phone: "79001234567", shortened: []string{"product_name"},
-			params: []string{"Alexey", "10482", strings.Repeat("x", fitProduct-1) + "…", seedNextStep}},
+			params: []string{"Alexey", "10482", strings.Repeat("x", fitProduct-1) + "…", seedNextStepSent}},
 		{name: "long product_name and next_step", payload: vPayload(map[string]any{"product_name": long, "next_step": longN}),
 			status: queued, phone: "79001234567", shortened: []string{"product_name", "next_step"},
 			params: []string{"Alexey", "10482", strings.Repeat("x", 19) + "…", strings.Repeat("n", fitNext-1) + "…"}},
@@ -230,7 +244,7 @@ func TestValidate(t *testing.T) {
 			status: queued, phone: "79001234567", shortened: []string{"next_step"},
 			params: []string{"Alexey", "10482", "Wireless headphones", strings.Repeat("n", 1024-defaultBodyFixedRunes-6-5-19-1) + "…"}},
 		{name: "body of exactly 1024 runes is not shortened", payload: vPayload(map[string]any{"product_name": strings.Repeat("ж", fitProduct)}),
-			status: queued, phone: "79001234567", params: []string{"Alexey", "10482", strings.Repeat("ж", fitProduct), seedNextStep}},
+			status: queued, phone: "79001234567", params: []string{"Alexey", "10482", strings.Repeat("ж", fitProduct), seedNextStepSent}},
 		{name: "customer_name of 5000 chars", payload: vPayload(map[string]any{"customer_name": strings.Repeat("A", 5000)}),
 			status: rejected, code: "body_too_long", phone: "79001234567",
 			reason: []string{"payload.customer_name is 5000 characters long, so the message body would be 5089 characters, over WhatsApp's limit of 1024 even after shortening payload.next_step to 20 characters: shorten payload.customer_name"}},
@@ -239,6 +253,7 @@ func TestValidate(t *testing.T) {
 			reason: []string{"payload.customer_name is 5000 characters long", "even after shortening payload.product_name and payload.next_step to 20 characters: shorten payload.customer_name"}},
 
 		// Custom template body.
+		// A body that does not end the sentence itself keeps next_step's full stop.
 		{name: "custom body", v: Validator{Language: "ru", Body: "{{1}}: {{2}} / {{3}} / {{4}}"}, payload: vPayload(map[string]any{"product_name": long}),
 			status: queued, phone: "79001234567", language: "ru", shortened: []string{"product_name"},
 			params: []string{"Alexey", "10482", strings.Repeat("x", 1024-8-6-5-utf8.RuneCountInString(seedNextStep)-1) + "…", seedNextStep}},
@@ -292,7 +307,7 @@ func vDump(d Decision) string {
 
 func TestRender(t *testing.T) {
 	var v Validator
-	if got, want := v.Render(seedParams()), `Hello, Alexey! Order #10482 for "Wireless headphones" has been cancelled. `+seedNextStep+`.`; got != want {
+	if got, want := v.Render(seedParams()), `Hello, Alexey! Order #10482 for "Wireless headphones" has been cancelled. `+seedNextStepSent+`.`; got != want {
 		t.Errorf("Render = %q, want %q", got, want)
 	}
 	if n := utf8.RuneCountInString(v.Render(make([]string, 4))); n != defaultBodyFixedRunes {
@@ -340,7 +355,7 @@ func TestValidateHelpers(t *testing.T) {
 // A space at the cut point is dropped, so the body ends one rune short of the
 // limit rather than with "… ".
 func TestValidateShortenAtSpace(t *testing.T) {
-	fit := 1024 - defaultBodyFixedRunes - 6 - 5 - utf8.RuneCountInString(seedNextStep)
+	fit := 1024 - defaultBodyFixedRunes - 6 - 5 - utf8.RuneCountInString(seedNextStepSent)
 	product := strings.Repeat("y", fit-2) + " " + strings.Repeat("z", 100)
 	d := Validator{}.Validate(EventTypeOrderCancelled, []byte(vPayload(map[string]any{"product_name": product})))
 	if d.Status != ledger.StatusQueued || d.Params[2] != strings.Repeat("y", fit-2)+"…" {

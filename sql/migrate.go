@@ -243,6 +243,19 @@ func Check(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	return nil
 }
 
+// Drop drops schema with everything in it, cancelnotify's and River's
+// tables alike; a missing schema is not an error. For throwaway schemas
+// (the demo's, the bench's) only.
+func Drop(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	if err := ValidateSchemaName(schema); err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		return fmt.Errorf("drop schema %s: %w", schema, err)
+	}
+	return nil
+}
+
 // Open connects to databaseURL with search_path set to schema, so every
 // cancelnotify query can name its tables unqualified.
 func Open(ctx context.Context, databaseURL, schema string, maxConns int32) (*pgxpool.Pool, error) {

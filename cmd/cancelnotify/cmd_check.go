@@ -16,7 +16,7 @@ import (
 func cmdCheck(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "check")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
+	db := addDBOptions(s)
 	om := addOneMsgOptions(s)
 	secret := s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "as for run: when set, check that 1MSG pushes to our webhook")
 	asJSON := s.addBool("", "json", false, "print the findings as JSON")

@@ -19,8 +19,10 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
+	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
@@ -30,7 +32,7 @@ type demoRow struct {
 	payload map[string]any
 }
 
-// demoRows returns the seed's filled-in example, a dozen generated
+// demoRows returns the filled-in example of 1MSG's order-cancellation use case, a dozen generated
 // cancellations (one to a phone the sandbox fails, one opted out) and two
 // invalid rows.
 func demoRows() []demoRow {
@@ -111,7 +113,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+	if err := cnsql.Drop(ctx, pool, schema); err != nil {
 		return fmt.Errorf("cannot reach Postgres at DATABASE_URL (%s): %w; start it or set DATABASE_URL", redactDSN(url), err)
 	}
 	if _, err := cnsql.Migrate(ctx, pool, schema, nil); err != nil {
@@ -144,7 +146,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		OneMsg:   onemsg.Config{BaseURL: sbURL, Channel: sbcfg.Channel, Token: sbcfg.Token, Timeout: 5 * time.Second},
 		Template: sandbox.DefaultTemplate, Namespace: sandbox.DefaultNamespace, Language: sandbox.DefaultLanguage,
 		WebhookAddr: "127.0.0.1:0", WebhookSecret: hex.EncodeToString(secret),
-		Rate: 80, PairInterval: 6 * time.Second,
+		Rate: daemon.DefaultRate, PairInterval: daemon.DefaultPairInterval,
 		RelayPollInterval: 500 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
 		Logger: logger,
 	})
@@ -155,12 +157,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := api.SetWebhook(ctx, []string{d.WebhookURL()}); err != nil {
-		return fmt.Errorf("register the webhook with the sandbox: %w", err)
-	}
-	on := true
-	if _, err := api.UpdateSettings(ctx, onemsg.SettingsUpdate{AckNotificationsOn: &on}); err != nil {
-		return fmt.Errorf("turn on ack notifications: %w", err)
+	if _, err := api.RegisterWebhook(ctx, d.WebhookURL()); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	fmt.Fprintf(out, "daemon    relay, send and track workers; webhook receiver registered with the sandbox\n")
 	runCtx, stop := context.WithCancel(ctx)
@@ -173,11 +171,11 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	rows := demoRows()
 	for _, r := range rows {
 		b, _ := json.Marshal(r.payload)
-		if _, err := pool.Exec(ctx, "INSERT INTO outbox (event_id, payload) VALUES ($1, $2)", r.eventID, b); err != nil {
-			return fmt.Errorf("insert %s: %w", r.eventID, err)
+		if err := outbox.Insert(ctx, pool, r.eventID, b); err != nil {
+			return err
 		}
 	}
-	fmt.Fprintf(out, "inserted  %d cancellations into %s.outbox (the seed's example, 12 generated, 2 invalid)\n\n", len(rows), schema)
+	fmt.Fprintf(out, "inserted  %d cancellations into %s.outbox (1MSG's use-case example, 12 generated, 2 invalid)\n\n", len(rows), schema)
 
 	// 5. Live progress until every row is final.
 	// Delivered is final, but a read may follow: wait until the record
@@ -227,25 +225,17 @@ func demoProgress(ctx context.Context, w io.Writer, pool *pgxpool.Pool, total in
 	deadline := time.Now().Add(wait)
 	last := ""
 	for {
-		counts := map[string]int{}
-		rows, err := pool.Query(ctx, "SELECT status, count(*) FROM notification GROUP BY status")
+		by, err := ledger.CountByStatus(ctx, pool)
 		if err != nil {
 			return false, err
 		}
+		counts := map[string]int{}
 		final := 0
-		for rows.Next() {
-			var st string
-			var n int
-			if err := rows.Scan(&st, &n); err != nil {
-				return false, err
+		for st, n := range by {
+			counts[string(st)] = int(n)
+			if st.Final() {
+				final += int(n)
 			}
-			counts[st] = n
-			if ledger.Status(st).Final() {
-				final += n
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return false, err
 		}
 		waiting := total
 		for _, n := range counts {
@@ -283,25 +273,14 @@ func demoProgress(ctx context.Context, w io.Writer, pool *pgxpool.Pool, total in
 }
 
 func demoTable(ctx context.Context, w io.Writer, pool *pgxpool.Pool) error {
-	rows, err := pool.Query(ctx, `SELECT event_id, coalesce(order_number, ''), status, coalesce(wamid, ''), coalesce(error, '')
-		FROM notification_report ORDER BY cancelled_at, event_id`)
+	rows, err := ledger.ReadReport(ctx, pool)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nEVENT\tORDER\tSTATUS\tWAMID\tNOTE")
-	for rows.Next() {
-		var ev, order, status, wamid, errText string
-		if err := rows.Scan(&ev, &order, &status, &wamid, &errText); err != nil {
-			return err
-		}
-		if len(errText) > 90 {
-			errText = errText[:90] + "…"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev, order, status, dash(wamid), errText)
-	}
-	if err := rows.Err(); err != nil {
-		return err
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.EventID, r.OrderNumber, r.Status, dash(r.Wamid), textcut.Truncate(r.Error, 90))
 	}
 	return tw.Flush()
 }

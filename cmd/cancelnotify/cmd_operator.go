@@ -25,7 +25,7 @@ type operatorOptions struct {
 
 func addOperatorOptions(s *settings) operatorOptions {
 	return operatorOptions{
-		db:       addDBOptions(s, ""),
+		db:       addDBOptions(s),
 		callback: s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "as for run: changes made here are called back to the CRM too"),
 	}
 }
@@ -73,7 +73,7 @@ func cmdRetry(ctx context.Context, e *env, args []string) error {
 		s.fail("give EVENT_IDs or --status, not both")
 	case status.raw != "":
 		st, err := ledger.ParseStatus(status.raw)
-		if err != nil || (st != ledger.StatusFailed && st != ledger.StatusExpired) {
+		if err != nil || !st.Retryable() {
 			s.fail("--status %q: retry re-drives failed or expired notifications", status.raw)
 		}
 		filter = &redrive.Filter{Statuses: []ledger.Status{st}, ErrorCodes: errorCodes(codes.raw), Since: window, Limit: 10000}
@@ -137,8 +137,14 @@ func cmdResolve(ctx context.Context, e *env, args []string) error {
 	}
 	url, schema := oo.db.values(s)
 	r := redrive.Resolution{SentAs: strings.TrimSpace(sent.raw), Resend: s.boolean(resend), Abandon: s.boolean(abandon)}
-	if fs.NArg() != 1 {
-		return usageError("name one in_doubt event: cancelnotify resolve EVENT_ID --sent WAMID | --resend | --abandon")
+	actions := 0
+	for _, b := range []bool{r.SentAs != "", r.Resend, r.Abandon} {
+		if b {
+			actions++
+		}
+	}
+	if fs.NArg() != 1 || actions != 1 {
+		return usageError("name one in_doubt event and exactly one action: cancelnotify resolve EVENT_ID --sent WAMID | --resend | --abandon")
 	}
 	if err := s.err(); err != nil {
 		return err

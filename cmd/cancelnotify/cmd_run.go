@@ -14,23 +14,23 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
-	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/onemsg"
+	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
-// DefaultDatabaseURL is the local Postgres every development machine runs;
-// only `demo` falls back to it.
+// DefaultDatabaseURL is the local Postgres every development machine runs,
+// the one `make test` uses too; every command falls back to it.
 const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres"
 
 // dbOptions are the database settings.
 type dbOptions struct{ url, schema *option }
 
-func addDBOptions(s *settings, defURL string) dbOptions {
+func addDBOptions(s *settings) dbOptions {
 	return dbOptions{
-		url:    s.add("DATABASE_URL", "database-url", defURL, "the OMS database (postgres://user:password@host:5432/db)"),
+		url:    s.add("DATABASE_URL", "database-url", DefaultDatabaseURL, "the OMS database (postgres://user:password@host:5432/db)"),
 		schema: s.add("CANCELNOTIFY_SCHEMA", "schema", "cancelnotify", "Postgres schema holding cancelnotify's and River's tables"),
 	}
 }
@@ -47,7 +47,7 @@ func (d dbOptions) values(s *settings) (url, schema string) {
 func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "migrate")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
+	db := addDBOptions(s)
 	lo := addLogOptions(s)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -88,7 +88,7 @@ func addOneMsgOptions(s *settings) oneMsgOptions {
 		template:  s.add("ONEMSG_TEMPLATE", "onemsg-template", "", "approved template name"),
 		namespace: s.add("ONEMSG_NAMESPACE", "onemsg-namespace", "", "template namespace (1MSG answers 422 without it)"),
 		language:  s.add("ONEMSG_LANGUAGE", "onemsg-language", "en", "default template language"),
-		timeout:   s.add("ONEMSG_TIMEOUT", "onemsg-timeout", "15s", "timeout of one 1MSG API call"),
+		timeout:   s.add("ONEMSG_TIMEOUT", "onemsg-timeout", durationText(onemsg.DefaultTimeout), "timeout of one 1MSG API call"),
 		sendTTL: s.add("ONEMSG_SEND_TTL", "onemsg-send-ttl", "",
 			"how long Meta keeps trying to deliver a message before dropping it (messageSendTtlSeconds): 30s to 12h for a utility template, e.g. 6h or 21600, or -1 for Meta's 30 days; unset = the template's default"),
 	}
@@ -154,25 +154,25 @@ type daemonOptions struct {
 
 func addDaemonOptions(s *settings) daemonOptions {
 	return daemonOptions{
-		trackFor:       s.add("CANCELNOTIFY_TRACK_FOR", "track-for", "24h", "follow a sent message this long before marking it expired"),
-		trackFirstPoll: s.add("CANCELNOTIFY_TRACK_FIRST_POLL", "track-first-poll", "auto", "first hookInfo poll after acceptance, doubling up to 10m; auto = 60s with webhooks, 5s without"),
-		sendFor:        s.add("CANCELNOTIFY_SEND_FOR", "send-for", "24h", "give up sending (failed) when 1MSG stays unreachable this long after the cancellation"),
-		shutdown:       s.add("CANCELNOTIFY_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "on SIGTERM, wait this long for in-flight sends"),
-		relayPoll:      s.add("CANCELNOTIFY_RELAY_POLL", "relay-poll", "1s", "relay's fallback poll when no NOTIFY arrives"),
-		relayBatch:     s.add("CANCELNOTIFY_RELAY_BATCH", "relay-batch", "500", "outbox rows per relay transaction"),
-		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", "100", "concurrent sends"),
-		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", "20", "concurrent status polls"),
-		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", "40", "database pool size"),
-		rate:           s.add("CANCELNOTIFY_RATE", "rate", "80", "send rate limit of this process, messages/s (Meta's default per number: 80); split it across instances; 0 = unlimited"),
-		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", "6s", "least gap between two messages to one phone (Meta's pair limit); 0 = off"),
-		retention:      s.add("CANCELNOTIFY_RETENTION", "retention", "2160h", "delete final notifications (with outbox rows and history) older than this; 0 = keep forever"),
-		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", "24h", "River keeps completed jobs this long"),
-		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", "168h", "River keeps cancelled jobs (refused sends, in_doubt) this long"),
-		riverDiscarded: s.add("CANCELNOTIFY_RIVER_DISCARDED_RETENTION", "river-discarded-retention", "168h", "River keeps discarded jobs (attempts exhausted) this long"),
-		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ (\"\" = off); never expose it publicly"),
+		trackFor:       s.add("CANCELNOTIFY_TRACK_FOR", "track-for", durationText(jobs.DefaultTrackFor), "follow a sent message this long before marking it expired"),
+		trackFirstPoll: s.add("CANCELNOTIFY_TRACK_FIRST_POLL", "track-first-poll", "auto", fmt.Sprintf("first hookInfo poll after acceptance, doubling up to %s; auto = %s with webhooks, %s without", durationText(jobs.DefaultTrackPollMax), durationText(daemon.DefaultTrackFirstPollWebhook), durationText(jobs.DefaultTrackFirstPoll))),
+		sendFor:        s.add("CANCELNOTIFY_SEND_FOR", "send-for", durationText(jobs.DefaultSendFor), "give up sending (failed) when 1MSG stays unreachable this long after the cancellation"),
+		shutdown:       s.add("CANCELNOTIFY_SHUTDOWN_TIMEOUT", "shutdown-timeout", durationText(daemon.DefaultShutdownTimeout), "on SIGTERM, wait this long for in-flight sends"),
+		relayPoll:      s.add("CANCELNOTIFY_RELAY_POLL", "relay-poll", durationText(outbox.DefaultPollInterval), "relay's fallback poll when no NOTIFY arrives"),
+		relayBatch:     s.add("CANCELNOTIFY_RELAY_BATCH", "relay-batch", strconv.Itoa(outbox.DefaultBatchSize), "outbox rows per relay transaction"),
+		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", strconv.Itoa(jobs.DefaultSendWorkers), "concurrent sends"),
+		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", strconv.Itoa(jobs.DefaultTrackWorkers), "concurrent status polls"),
+		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", strconv.Itoa(daemon.DefaultMaxConns), "database pool size"),
+		rate:           s.add("CANCELNOTIFY_RATE", "rate", strconv.Itoa(daemon.DefaultRate), "send rate limit of this process, messages/s (Meta's default per number: 80); split it across instances; 0 = unlimited"),
+		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", durationText(daemon.DefaultPairInterval), "least gap between two messages to one phone (Meta's pair limit); 0 = off"),
+		retention:      s.add("CANCELNOTIFY_RETENTION", "retention", durationText(jobs.DefaultRetention), "delete final notifications (with outbox rows and history) older than this; 0 = keep forever"),
+		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", durationText(jobs.DefaultCompletedJobRetention), "River keeps completed jobs this long"),
+		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", durationText(jobs.DefaultCancelledJobRetention), "River keeps cancelled jobs (refused sends, in_doubt) this long"),
+		riverDiscarded: s.add("CANCELNOTIFY_RIVER_DISCARDED_RETENTION", "river-discarded-retention", durationText(jobs.DefaultDiscardedJobRetention), "River keeps discarded jobs (attempts exhausted) this long"),
+		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", daemon.DefaultAdminAddr, "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ (\"\" = off); never expose it publicly"),
 		adminUser:      s.add("CANCELNOTIFY_ADMIN_USER", "admin-user", "", "basic-auth user for /metrics, /riverui/ and /debug/pprof/"),
 		adminPassword:  s.secret("CANCELNOTIFY_ADMIN_PASSWORD", "admin-password", "basic-auth password (secret)"),
-		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", "127.0.0.1:8080", "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
+		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", daemon.DefaultWebhookAddr, "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
 		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
 		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "Standard Webhooks signing secret of the callbacks (whsec_<base64>)"),
@@ -238,7 +238,7 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "run")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
+	db := addDBOptions(s)
 	om := addOneMsgOptions(s)
 	do := addDaemonOptions(s)
 	lo := addLogOptions(s)
@@ -259,7 +259,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg.Preflight = true
-	cfg.Notifier = sdnotify.FromEnv(e.getenv)
+	cfg.Notifier = daemon.Systemd{}
 	// Traces: the standard OTEL_* variables only (README, "Traces").
 	tp, shutdownTraces, err := tracing.FromEnv(ctx, e.getenv, cfg.OneMsg.Token, cfg.WebhookSecret, cfg.CallbackSecret,
 		cfg.AdminPassword, databasePassword(cfg.DatabaseURL))
@@ -297,4 +297,17 @@ func databasePassword(dsn string) string {
 		return ""
 	}
 	return c.Password
+}
+
+// durationText writes a default duration the way a user types it: "24h",
+// not "24h0m0s".
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

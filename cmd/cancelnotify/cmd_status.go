@@ -12,17 +12,22 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/redrive"
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
+	"github.com/cancelnotify/cancelnotify/jobs"
+	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "status")
 	s := newSettings(fs, e.getenv)
-	db := addDBOptions(s, "")
+	db := addDBOptions(s)
 	statusOpt := s.add("", "status", "", "list notifications in this status (comma-separated), e.g. failed,in_doubt")
 	since := s.add("", "since", "0s", "with --status: changed within this long, e.g. 2h")
 	limit := s.add("", "limit", "100", "with --status: list at most this many")
@@ -63,7 +68,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	var text func(io.Writer)
 	switch {
 	case fs.NArg() == 1:
-		ev, err := readEvent(ctx, pool, fs.Arg(0))
+		ev, err := readEvent(ctx, pool, schema, fs.Arg(0))
 		if err != nil {
 			return err
 		}
@@ -101,33 +106,22 @@ type counts struct {
 }
 
 func readCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (*counts, error) {
-	c := &counts{Schema: schema, ByStatus: map[string]int64{}}
-	for _, st := range ledger.Statuses {
-		c.ByStatus[string(st)] = 0
-	}
-	rows, err := pool.Query(ctx, "SELECT status, count(*) FROM notification GROUP BY status")
+	by, err := ledger.CountByStatus(ctx, pool)
 	if err != nil {
-		return nil, fmt.Errorf("count notifications: %w", err)
-	}
-	for rows.Next() {
-		var st string
-		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, err
-		}
-		c.ByStatus[st] = n
-		c.Total += n
-	}
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
-		FROM outbox WHERE relayed_at IS NULL`).Scan(&c.Unrelayed, &c.OldestUnrelayedS); err != nil {
-		return nil, fmt.Errorf("count unrelayed outbox rows: %w", err)
+	c := &counts{Schema: schema, ByStatus: map[string]int64{}}
+	for st, n := range by {
+		c.ByStatus[string(st)] = n
+		c.Total += n
 	}
-	var err2 error
-	if c.Channels, err2 = health.Read(ctx, pool, health.Default); err2 != nil {
-		return nil, err2
+	b, err := outbox.ReadBacklog(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	c.Unrelayed, c.OldestUnrelayedS = b.Rows, b.Oldest.Seconds()
+	if c.Channels, err = health.Read(ctx, pool, health.Default); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -196,7 +190,7 @@ func (l list) print(w io.Writer) {
 		if r.ErrorCode != "" {
 			errText = r.ErrorCode + ": " + errText
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.EventID, r.OrderNumber, r.Status, ts(&r.UpdatedAt), dash(r.Wamid), cut(errText, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.EventID, r.OrderNumber, r.Status, ts(&r.UpdatedAt), dash(r.Wamid), textcut.Truncate(errText, 100))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d notifications\n", len(l))
@@ -228,16 +222,16 @@ type jobView struct {
 	LastError   string    `json:"last_error,omitempty"`
 }
 
-func readEvent(ctx context.Context, pool *pgxpool.Pool, eventID string) (*eventView, error) {
-	v := &eventView{EventID: eventID}
-	err := pool.QueryRow(ctx, "SELECT id, event_type, created_at, relayed_at FROM outbox WHERE event_id = $1", eventID).
-		Scan(&v.OutboxID, &v.EventType, &v.CommittedAt, &v.RelayedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("no outbox row has event_id %q: check the id the OMS wrote (SELECT event_id FROM outbox ORDER BY id DESC LIMIT 10)", eventID)
+func readEvent(ctx context.Context, pool *pgxpool.Pool, schema, eventID string) (*eventView, error) {
+	row, err := outbox.Lookup(ctx, pool, eventID)
+	if errors.Is(err, outbox.ErrNoRow) {
+		return nil, fmt.Errorf("no outbox row has event_id %q: check the id the OMS wrote (SELECT event_id FROM %s ORDER BY id DESC LIMIT 10)",
+			eventID, pgx.Identifier{schema, "outbox"}.Sanitize())
 	}
 	if err != nil {
 		return nil, err
 	}
+	v := &eventView{EventID: eventID, EventType: row.EventType, OutboxID: row.ID, CommittedAt: row.CreatedAt, RelayedAt: row.RelayedAt}
 	n, err := ledger.GetByEventID(ctx, pool, eventID)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return v, nil
@@ -261,18 +255,23 @@ func readEvent(ctx context.Context, pool *pgxpool.Pool, eventID string) (*eventV
 			v.Channel = &chans[0]
 		}
 	}
-	rows, err := pool.Query(ctx, `SELECT id, kind, state::text, attempt, max_attempts, scheduled_at,
-			coalesce(errors[array_length(errors, 1)]->>'error', '')
-		FROM river_job WHERE kind LIKE 'cancelnotify_%' AND args @> jsonb_build_object('notification_id', $1::bigint) ORDER BY id`, n.ID)
+	// Insert-only: it only reads River's jobs through River's API.
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema})
 	if err != nil {
-		return nil, fmt.Errorf("read River jobs: %w", err)
+		return nil, err
 	}
-	v.Jobs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (jobView, error) {
-		var j jobView
-		err := r.Scan(&j.ID, &j.Kind, &j.State, &j.Attempt, &j.MaxAttempts, &j.ScheduledAt, &j.LastError)
-		return j, err
-	})
-	return v, err
+	rows, err := jobs.OfNotification(ctx, client, n.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range rows {
+		jv := jobView{ID: j.ID, Kind: j.Kind, State: string(j.State), Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, ScheduledAt: j.ScheduledAt}
+		if len(j.Errors) > 0 {
+			jv.LastError = j.Errors[len(j.Errors)-1].Error
+		}
+		v.Jobs = append(v.Jobs, jv)
+	}
+	return v, nil
 }
 
 func (v *eventView) print(w io.Writer) {
@@ -314,7 +313,7 @@ func (v *eventView) print(w io.Writer) {
 		if !ev.Applied {
 			mark = "(not applied)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", ts(&ev.RecordedAt), ev.Source, ev.Status, mark, cut(detailLine(ev.Detail), 160))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", ts(&ev.RecordedAt), ev.Source, ev.Status, mark, textcut.Truncate(detailLine(ev.Detail), 160))
 	}
 	tw.Flush()
 
@@ -341,13 +340,6 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 func quoteAll(ss []string) []string {

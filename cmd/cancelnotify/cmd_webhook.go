@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"slices"
-	"strings"
 
 	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/onemsg"
@@ -35,7 +32,10 @@ func cmdWebhook(ctx context.Context, e *env, args []string) error {
 	var target string
 	if sub == "register" {
 		sec, _ := s.secretValue(secret, "webhook-secret")
-		target = webhookTarget(s, fs.Arg(1), sec)
+		var err error
+		if target, err = webhook.PublicURL(fs.Arg(1), sec); err != nil {
+			s.fail("%v", err)
+		}
 	}
 	if err := s.err(); err != nil {
 		return err
@@ -44,91 +44,36 @@ func cmdWebhook(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	current, err := client.Webhooks(ctx)
-	if err != nil {
-		return fmt.Errorf("read the registered webhooks: %w", err)
-	}
 	if sub == "show" {
+		current, err := client.Webhooks(ctx)
+		if err != nil {
+			return fmt.Errorf("read the registered webhooks: %w", err)
+		}
 		st, err := client.Settings(ctx)
 		if err != nil {
 			return fmt.Errorf("read the channel settings: %w", err)
 		}
 		fmt.Fprintf(e.stdout, "1MSG pushes to %d URL(s); ackNotificationsOn=%v rawHooks=%v\n", len(current), st.AckNotificationsOn, st.RawHooks)
 		for _, u := range current {
-			fmt.Fprintf(e.stdout, "  %s\n", redactWebhookURL(u))
+			fmt.Fprintf(e.stdout, "  %s\n", webhook.Redact(u))
 		}
 		return nil
 	}
 
-	// 1MSG replaces the whole list: keep the other systems' URLs.
-	urls := slices.DeleteFunc(slices.Clone(current), func(u string) bool { return sameWebhook(u, target) })
-	urls = append(urls, target)
-	if len(urls) > onemsg.MaxWebhooks {
-		return fmt.Errorf("1MSG keeps at most %d webhook URLs and already has %d others; remove one in the 1MSG dashboard, then run this again",
-			onemsg.MaxWebhooks, len(urls)-1)
-	}
-	res, err := client.SetWebhook(ctx, urls)
+	st, err := client.RegisterWebhook(ctx, target)
 	if err != nil {
-		return fmt.Errorf("register the webhook: %w", err)
-	}
-	if !res.Set {
-		return fmt.Errorf("1MSG did not set the webhook: %s", res.Message)
-	}
-	on := true
-	st, err := client.UpdateSettings(ctx, onemsg.SettingsUpdate{AckNotificationsOn: &on})
-	if err != nil {
-		return fmt.Errorf("webhook registered, but turning on ack notifications failed: %w; run this command again", err)
+		return err
 	}
 	fmt.Fprintf(e.stdout, "webhook registered: 1MSG pushes statuses to %d URL(s), ackNotificationsOn=%v\n", len(st.WebhookURLs), st.AckNotificationsOn)
 	for _, u := range st.WebhookURLs {
 		mark := ""
-		if sameWebhook(u, target) {
+		if u == target {
 			mark = "  ← cancelnotify"
 		}
-		fmt.Fprintf(e.stdout, "  %s%s\n", redactWebhookURL(u), mark)
+		fmt.Fprintf(e.stdout, "  %s%s\n", webhook.Redact(u), mark)
 	}
 	if !st.AckNotificationsOn {
 		return fmt.Errorf("1MSG reports ackNotificationsOn=false: statuses will not be pushed; check the channel in the 1MSG dashboard")
 	}
 	return nil
-}
-
-// webhookTarget is the URL 1MSG must push to: URL as given when it already
-// has the /webhooks/1msg/ path, else URL + that path + the secret.
-func webhookTarget(s *settings, raw, secret string) string {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		s.fail("webhook URL %q is not an http(s) URL: give the public base URL of the daemon's webhook listener, e.g. https://hooks.shop.example", raw)
-		return ""
-	}
-	if strings.Contains(u.Path, webhook.PathPrefix) {
-		return u.String()
-	}
-	if secret == "" {
-		s.fail("CANCELNOTIFY_WEBHOOK_SECRET is not set: the URL needs it as its last path segment (the daemon must use the same one)")
-		return ""
-	}
-	u.Path = strings.TrimRight(u.Path, "/") + webhook.PathPrefix + secret
-	return u.String()
-}
-
-// sameWebhook reports whether two URLs point at the same cancelnotify
-// receiver (a new secret replaces the old registration).
-func sameWebhook(a, b string) bool {
-	ua, errA := url.Parse(a)
-	ub, errB := url.Parse(b)
-	if errA != nil || errB != nil {
-		return a == b
-	}
-	pa, _, _ := strings.Cut(ua.Path, webhook.PathPrefix)
-	pb, _, _ := strings.Cut(ub.Path, webhook.PathPrefix)
-	return ua.Host == ub.Host && pa == pb && strings.Contains(ua.Path, webhook.PathPrefix) == strings.Contains(ub.Path, webhook.PathPrefix)
-}
-
-// redactWebhookURL hides our secret path segment.
-func redactWebhookURL(s string) string {
-	if i := strings.Index(s, webhook.PathPrefix); i >= 0 {
-		return s[:i+len(webhook.PathPrefix)] + "REDACTED"
-	}
-	return s
 }

@@ -123,12 +123,34 @@ func (s *settings) required(o *option, example string) string {
 }
 
 func (s *settings) duration(o *option) time.Duration {
-	d, err := time.ParseDuration(strings.TrimSpace(o.raw))
+	d, err := parseDuration(strings.TrimSpace(o.raw))
 	if err != nil || d < 0 {
-		s.fail("%s = %s is not a duration: write it like 30s, 90m or 24h", o.name(), o.shown())
+		s.fail("%s = %s is not a duration: write it like 30s, 90m, 24h or 90d", o.name(), o.shown())
 		return 0
 	}
 	return d
+}
+
+// parseDuration is time.ParseDuration plus whole days ("90d", "1d12h"),
+// the unit retention periods are thought in.
+func parseDuration(v string) (time.Duration, error) {
+	days, rest, ok := strings.Cut(v, "d")
+	if !ok {
+		return time.ParseDuration(v)
+	}
+	n, err := strconv.ParseUint(days, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: want a whole number of days before d", v)
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest == "" {
+		return d, nil
+	}
+	r, err := time.ParseDuration(rest)
+	if err != nil || r < 0 {
+		return 0, fmt.Errorf("duration %q: %w", v, err)
+	}
+	return d + r, nil
 }
 
 func (s *settings) integer(o *option, lo, hi int) int {

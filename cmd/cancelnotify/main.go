@@ -102,8 +102,49 @@ func runMain(ctx context.Context, args []string, e *env) int {
 		}
 		return 1
 	}
-	fmt.Fprintf(e.stderr, "cancelnotify: unknown command %q; run `cancelnotify help` for the list\n", args[0])
+	hint := ""
+	if near := closest(args[0]); near != "" {
+		hint = fmt.Sprintf(" (did you mean `cancelnotify %s`?)", near)
+	}
+	fmt.Fprintf(e.stderr, "cancelnotify: unknown command %q%s; run `cancelnotify help` for the list\n", args[0], hint)
 	return 2
+}
+
+// closest returns the command a mistyped name most likely meant: one that
+// starts with it, or one at most two edits away; "" when none is close.
+func closest(name string) string {
+	best, bestDist := "", 3
+	for _, c := range commands {
+		if len(name) >= 2 && strings.HasPrefix(c.name, name) {
+			return c.name
+		}
+		if d := editDistance(name, c.name); d < bestDist {
+			best, bestDist = c.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes
+// (command names are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func printUsage(w io.Writer) {
@@ -115,32 +156,52 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "\nEvery setting is an environment variable and a flag; `cancelnotify COMMAND --help` lists them.")
 }
 
-// newFlagSet returns a flag set whose --help prints the command's usage
-// and examples.
+// newFlagSet returns a flag set whose --help prints the command's usage,
+// example and flags. A bad flag gets the one usage line instead (parse).
 func newFlagSet(e *env, c string) *flag.FlagSet {
 	fs := flag.NewFlagSet(c, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard) // parse reports errors itself
 	fs.Usage = func() {
-		for _, cmd := range commands {
-			if cmd.name == c {
-				fmt.Fprintf(e.stderr, "Usage: cancelnotify %s [flags] %s\n\n%s.\n\nExample:\n  %s\n\nFlags:\n", c, cmd.args, cmd.summary, cmd.example)
-			}
-		}
+		fmt.Fprintf(e.stderr, "%s\n\n%s.\n\nExample:\n  %s\n\nFlags:\n", usageLine(c), lookupCommand(c).summary, lookupCommand(c).example)
+		fs.SetOutput(e.stderr)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	return fs
 }
 
-// parse parses args; --help returns flag.ErrHelp (exit 0), bad flags exit 2.
-// Flags may follow positional arguments (status EVENT_ID --json).
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(interspersed(fs, args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+func lookupCommand(name string) command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
 		}
-		return &exitError{code: 2, err: err}
 	}
-	return nil
+	return command{name: name}
+}
+
+// usageLine is a command's synopsis.
+func usageLine(name string) string {
+	return strings.TrimSpace(fmt.Sprintf("Usage: cancelnotify %s [flags] %s", name, lookupCommand(name).args))
+}
+
+// parse parses args; --help returns flag.ErrHelp (exit 0), a bad flag exits
+// 2 with the command's usage line. Flags may follow positional arguments
+// (status EVENT_ID --json).
+func parse(fs *flag.FlagSet, args []string) error {
+	// The flag package calls Usage on every error; the whole flag list is
+	// for --help only.
+	help := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(interspersed(fs, args))
+	fs.Usage = help
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		help()
+		return err
+	}
+	return &exitError{code: 2, err: fmt.Errorf("%w\n%s\nRun `cancelnotify %s --help` for every flag.", err, usageLine(fs.Name()), fs.Name())}
 }
 
 // interspersed moves positional arguments after the flags, so that the

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cancelnotify/cancelnotify/internal/childproc"
 	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
@@ -33,8 +34,8 @@ type runner struct {
 	mon    *monitor
 	logDir string
 
-	sandbox, daemon *child
-	sb              *sandboxClient
+	sandbox, daemon *childproc.Proc
+	sb              *sandbox.Control
 
 	idle            Rates
 	writerWALPerRow float64
@@ -233,9 +234,9 @@ func (r *runner) startChildren(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.sb = newSandboxClient(base)
+	r.sb = sandbox.NewControl(base, nil)
 
-	hookAddr, err := freeAddr()
+	hookAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -268,17 +269,20 @@ func (r *runner) startChildren(ctx context.Context) error {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
-	if r.daemon, err = startChild("daemon", c.Binary, []string{"run"}, childEnv(env), filepath.Join(r.logDir, "daemon.log"), nil); err != nil {
+	r.daemon, err = childproc.Start(childproc.Spec{Name: "daemon", Bin: c.Binary, Args: []string{"run"},
+		Env: childEnv(env), LogPath: filepath.Join(r.logDir, "daemon.log")})
+	if err != nil {
 		return err
 	}
-	r.rep.Daemon.PID = r.daemon.pid()
-	if err := waitHTTP(ctx, r.daemon, hookAddr, 30*time.Second); err != nil {
-		return err
+	r.rep.Daemon.PID = r.daemon.Pid()
+	// The daemon opens its webhook listener once River and the relay run.
+	if err := childproc.WaitListening(ctx, hookAddr, 30*time.Second, r.daemon.Running); err != nil {
+		return fmt.Errorf("the daemon's webhook listener: %w; see %s", err, r.daemon.LogPath())
 	}
 	if err := registerWebhook(ctx, base, "http://"+hookAddr+webhook.PathPrefix+hex.EncodeToString(secret)); err != nil {
 		return err
 	}
-	r.logf("sandbox at %s (pid %d); daemon pid %d, webhook on %s", base, r.sandbox.pid(), r.daemon.pid(), hookAddr)
+	r.logf("sandbox at %s (pid %d); daemon pid %d, webhook on %s", base, r.sandbox.Pid(), r.daemon.Pid(), hookAddr)
 	return nil
 }
 
@@ -294,7 +298,7 @@ func (r *runner) warmUp(ctx context.Context) error {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	if _, ok, err := r.settle(ctx, phaseWarmUp, warmUpRows); err != nil || !ok {
-		return errors.Join(err, r.daemon.running(), errors.New("warm-up: the first messages did not settle; see the daemon's log in "+r.logDir))
+		return errors.Join(err, r.daemon.Running(), errors.New("warm-up: the first messages did not settle; see the daemon's log in "+r.logDir))
 	}
 	return nil
 }
@@ -345,7 +349,7 @@ func (r *runner) open(ctx context.Context) (*window, error) {
 	}
 	w := &window{cpuBefore: sampleCPU()}
 	var err error
-	if w.sbBefore, err = r.sb.counters(ctx); err != nil {
+	if w.sbBefore, err = counters(ctx, r.sb); err != nil {
 		return nil, err
 	}
 	if w.before, err = r.mon.counters(ctx); err != nil {
@@ -366,16 +370,16 @@ func (r *runner) close(ctx context.Context, w *window) error {
 	if w.after, err = r.mon.counters(ctx); err != nil {
 		return err
 	}
-	w.sbAfter, err = r.sb.counters(ctx)
+	w.sbAfter, err = counters(ctx, r.sb)
 	return err
 }
 
 // ours are the bench's own process and its children.
 func (r *runner) ours() map[int]bool {
 	m := map[int]bool{os.Getpid(): true}
-	for _, c := range []*child{r.sandbox, r.daemon} {
+	for _, c := range []*childproc.Proc{r.sandbox, r.daemon} {
 		if c != nil {
-			m[c.pid()] = true
+			m[c.Pid()] = true
 		}
 	}
 	return m
@@ -426,7 +430,7 @@ func (r *runner) paced(ctx context.Context) error {
 		return err
 	}
 
-	reqs, err := r.sb.requests(ctx)
+	reqs, err := r.sb.Requests(ctx)
 	if err != nil {
 		return err
 	}
@@ -536,7 +540,7 @@ func (r *runner) settle(ctx context.Context, p phase, n int) (pr progress, ok bo
 		if done {
 			return pr, true, nil
 		}
-		if err := r.daemon.running(); err != nil {
+		if err := r.daemon.Running(); err != nil {
 			return pr, false, err
 		}
 		if time.Now().After(deadline) {
@@ -568,19 +572,19 @@ func (r *runner) teardown(ok bool) error {
 	defer cancel()
 	var errs []error
 	if r.daemon != nil {
-		if rss, err := r.daemon.peakRSS(); err == nil {
+		if rss, err := peakRSS(r.daemon.Pid()); err == nil {
 			r.rep.Daemon.PeakRSSBytes = rss
-		} else if r.daemon.running() == nil {
+		} else if r.daemon.Running() == nil {
 			r.note("daemon peak RSS unknown: %v", err)
 		}
-		errs = append(errs, r.daemon.stop(15*time.Second))
-		r.rep.Daemon.Warnings, r.rep.Daemon.Errors = logLevels(r.daemon.log.Name())
+		errs = append(errs, r.daemon.Stop(15*time.Second))
+		r.rep.Daemon.Warnings, r.rep.Daemon.Errors = logLevels(r.daemon.LogPath())
 		if r.rep.Daemon.Errors > 0 {
-			r.note("the daemon logged %d errors and %d warnings; see %s", r.rep.Daemon.Errors, r.rep.Daemon.Warnings, r.daemon.log.Name())
+			r.note("the daemon logged %d errors and %d warnings; see %s", r.rep.Daemon.Errors, r.rep.Daemon.Warnings, r.daemon.LogPath())
 		}
 	}
 	if r.sandbox != nil {
-		errs = append(errs, r.sandbox.stop(5*time.Second))
+		errs = append(errs, r.sandbox.Stop(5*time.Second))
 	}
 	if r.maxOthers > 0 {
 		r.note("up to %d other sessions were active on this Postgres during the run: they shared the cores and the WAL, and in this database the commit counts", r.maxOthers)

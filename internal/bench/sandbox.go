@@ -4,61 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"time"
 
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 )
 
-// sandboxClient reads the instruments of a sandbox running in another
-// process (onemsg/sandbox/doc.go).
-type sandboxClient struct {
-	base string
-	http *http.Client
-}
-
-func newSandboxClient(base string) *sandboxClient {
-	// Listing every request of a long run is tens of megabytes.
-	return &sandboxClient{base: base, http: &http.Client{Timeout: 2 * time.Minute}}
-}
-
-func (s *sandboxClient) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+// counters reads the sandbox's counters the cost figures use.
+func counters(ctx context.Context, c *sandbox.Control) (SandboxCounters, error) {
+	st, err := c.Stats(ctx)
 	if err != nil {
-		return err
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("sandbox GET %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("sandbox GET %s: %s: %s", path, resp.Status, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("sandbox GET %s: decode: %w", path, err)
-	}
-	return nil
-}
-
-func (s *sandboxClient) counters(ctx context.Context) (SandboxCounters, error) {
-	var st sandbox.Stats
-	if err := s.get(ctx, "/_sandbox/stats", &st); err != nil {
 		return SandboxCounters{}, err
 	}
 	return SandboxCounters{
 		SendRequests: st.SendRequests, Accepted: st.Accepted, HookInfoCalls: st.HookInfoCalls,
 		AcksPushed: st.AcksPushed, WebhookPushes: st.WebhookPushes,
 	}, nil
-}
-
-func (s *sandboxClient) requests(ctx context.Context) ([]sandbox.Request, error) {
-	var rs []sandbox.Request
-	err := s.get(ctx, "/_sandbox/requests", &rs)
-	return rs, err
 }
 
 // registerWebhook does what `cancelnotify webhook register` does at 1MSG:
@@ -68,12 +29,8 @@ func registerWebhook(ctx context.Context, base, url string) error {
 	if err != nil {
 		return fmt.Errorf("sandbox client: %w", err)
 	}
-	if _, err := api.SetWebhook(ctx, []string{url}); err != nil {
-		return fmt.Errorf("register the daemon's webhook with the sandbox: %w", err)
-	}
-	on := true
-	if _, err := api.UpdateSettings(ctx, onemsg.SettingsUpdate{AckNotificationsOn: &on}); err != nil {
-		return fmt.Errorf("turn on ack notifications: %w", err)
+	if _, err := api.RegisterWebhook(ctx, url); err != nil {
+		return fmt.Errorf("the daemon's webhook at the sandbox: %w", err)
 	}
 	return nil
 }

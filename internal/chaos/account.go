@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
 // WriteOutcome is what a writer knows about its transaction at the end.
@@ -84,13 +86,11 @@ type Facts struct {
 	Quiesced  bool          // every row settled and no job pending before the deadline
 }
 
-// finalStatuses end a notification's life; in_doubt is held for an
-// operator and counts as settled, listed apart.
-var finalStatuses = map[string]bool{
-	"delivered": true, "read": true, "failed": true, "rejected": true, "skipped": true, "expired": true,
-}
+// final reports whether a row's status ends its life (ledger.FinalStatuses);
+// in_doubt is held for an operator and counts as settled, listed apart.
+func final(status string) bool { return ledger.Status(status).Final() }
 
-const statusInDoubt = "in_doubt"
+const statusInDoubt = string(ledger.StatusInDoubt)
 
 // Check is one "must" of the run.
 type Check struct {
@@ -293,7 +293,7 @@ func (r *Report) accountStatus(row OutboxRow, w WriteResult, known bool) {
 	switch {
 	case row.Status == statusInDoubt:
 		r.InDoubt = append(r.InDoubt, row.EventID)
-	case !finalStatuses[row.Status]:
+	case !final(row.Status):
 		r.NotFinal = append(r.NotFinal, fmt.Sprintf("%s (%s)", row.EventID, st))
 	}
 	switch row.Status {
@@ -305,7 +305,7 @@ func (r *Report) accountStatus(row OutboxRow, w WriteResult, known bool) {
 	case "failed":
 		r.FailedByCode[row.ErrorCode]++
 	}
-	if !known || !finalStatuses[row.Status] {
+	if !known || !final(row.Status) {
 		return // not final: already counted above
 	}
 	if w.Row.Kind == KindInvalid && row.Status != "rejected" {
@@ -330,7 +330,7 @@ func (r *Report) accountMessages(row OutboxRow, ms []AcceptedMessage) {
 	if row.Wamid == "" {
 		// A row still on its way (sending, queued) may be between 1MSG's
 		// acceptance and the commit of its wamid: "not final" covers it.
-		if len(ms) > 0 && finalStatuses[row.Status] {
+		if len(ms) > 0 && final(row.Status) {
 			r.AcceptedNotRecorded = append(r.AcceptedNotRecorded, fmt.Sprintf("%s (%s, sandbox has %s)", row.EventID, orNone(row.Status), ms[0].Wamid))
 		}
 		return

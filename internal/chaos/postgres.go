@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -75,6 +76,11 @@ type progress struct {
 	outbox, settled, pending int
 }
 
+// settledStatuses are the final statuses and in_doubt.
+func settledStatuses() []string {
+	return ledger.Strings(append(ledger.FinalStatuses(), ledger.StatusInDoubt))
+}
+
 // progress counts outbox rows, rows settled (final or in_doubt) and send or
 // track jobs with work left.
 func (d db) progress(ctx context.Context) (progress, error) {
@@ -82,10 +88,10 @@ func (d db) progress(ctx context.Context) (progress, error) {
 	err := d.pool.QueryRow(ctx, fmt.Sprintf(`
 		SELECT (SELECT count(*) FROM %[1]s),
 		       (SELECT count(*) FROM %[1]s o JOIN %[2]s n ON n.outbox_id = o.id
-		         WHERE n.status IN ('delivered', 'read', 'failed', 'rejected', 'skipped', 'expired', 'in_doubt')),
+		         WHERE n.status = ANY($3)),
 		       (SELECT count(*) FROM %[3]s WHERE kind = ANY($1) AND state::text = ANY($2))`,
 		d.table("outbox"), d.table("notification"), d.table("river_job")),
-		pipelineJobKinds, unfinishedJobStates).Scan(&p.outbox, &p.settled, &p.pending)
+		pipelineJobKinds, unfinishedJobStates, settledStatuses()).Scan(&p.outbox, &p.settled, &p.pending)
 	if err != nil {
 		return p, fmt.Errorf("count the pipeline's progress: %w", err)
 	}

@@ -3,120 +3,24 @@ package chaos
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/cancelnotify/cancelnotify/internal/childproc"
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 )
-
-// child is a process of the run (the sandbox or one daemon incarnation)
-// writing its stdout and stderr to a log file.
-type child struct {
-	name    string
-	cmd     *exec.Cmd
-	log     string
-	started time.Time
-	done    chan struct{} // closed when the process has been waited for
-}
-
-func startChild(name, bin string, args, env []string, logPath string) (*child, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("create the log of %s: %w", name, err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
-	}
-	c := &child{name: name, cmd: cmd, log: logPath, started: time.Now(), done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait() // the exit status is read from ProcessState
-		f.Close()
-		close(c.done)
-	}()
-	return c, nil
-}
-
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// killedBySIGKILL reports whether the finished process died of SIGKILL.
-func (c *child) killedBySIGKILL() bool {
-	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
-}
-
-// stop asks the process to stop (SIGTERM) and kills it after grace.
-func (c *child) stop(grace time.Duration) {
-	if c.exited() {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(grace):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
-
-// runOnce runs a short command (migrate, webhook register) to completion,
-// its output in logPath; a failure quotes the output's last lines.
-func runOnce(ctx context.Context, name, bin string, args, env []string, logPath string) error {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if werr := os.WriteFile(logPath, out, 0o644); werr != nil && err == nil {
-		err = werr
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", name, err, lastLines(string(out), 5))
-	}
-	return nil
-}
 
 // childEnv is this process's environment without any cancelnotify setting
 // the developer may have exported (a callback URL, another schema), plus
 // the run's own.
 func childEnv(set map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if k == "DATABASE_URL" || strings.HasPrefix(k, "CANCELNOTIFY_") || strings.HasPrefix(k, "ONEMSG_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	for k, v := range set {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
-
-// freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return childproc.Env(func(k string) bool {
+		return k == "DATABASE_URL" || strings.HasPrefix(k, "CANCELNOTIFY_") || strings.HasPrefix(k, "ONEMSG_")
+	}, set)
 }
 
 // supervisor runs the daemon as a separate process, one incarnation at a
@@ -131,8 +35,8 @@ type supervisor struct {
 	progress func(format string, args ...any)
 
 	mu          sync.Mutex
-	cur         *child
-	killing     *child // the incarnation being killed on purpose
+	cur         *childproc.Proc
+	killing     *childproc.Proc // the incarnation being killed on purpose
 	incarnation int
 	kills       int
 	exits       []DaemonExit
@@ -149,13 +53,14 @@ func (s *supervisor) start(ctx context.Context) error {
 }
 
 func (s *supervisor) startLocked(ctx context.Context) error {
-	if s.stopping || (s.cur != nil && !s.cur.exited()) {
+	if s.stopping || (s.cur != nil && !s.cur.Exited()) {
 		return nil
 	}
 	s.incarnation++
 	n := s.incarnation
 	path := filepath.Join(s.logDir, fmt.Sprintf("daemon-%02d.log", n))
-	c, err := startChild(fmt.Sprintf("daemon incarnation %d", n), s.bin, []string{"run"}, s.env, path)
+	c, err := childproc.Start(childproc.Spec{Name: fmt.Sprintf("daemon incarnation %d", n), Bin: s.bin,
+		Args: []string{"run"}, Env: s.env, LogPath: path})
 	if err != nil {
 		return err
 	}
@@ -168,15 +73,15 @@ func (s *supervisor) startLocked(ctx context.Context) error {
 // watch restarts an incarnation that ended without being killed or
 // stopped. The pause keeps a crash loop from spinning; every exit is
 // reported in the table.
-func (s *supervisor) watch(ctx context.Context, c *child, n int) {
-	<-c.done
+func (s *supervisor) watch(ctx context.Context, c *childproc.Proc, n int) {
+	<-c.Done()
 	s.mu.Lock()
-	if s.stopping || (s.killing == c && c.killedBySIGKILL()) {
+	if s.stopping || (s.killing == c && c.KilledBySIGKILL()) {
 		s.mu.Unlock()
 		return
 	}
-	e := DaemonExit{Incarnation: n, ExitCode: c.cmd.ProcessState.ExitCode(), Log: c.log,
-		After: time.Since(c.started).Round(100 * time.Millisecond).String()}
+	e := DaemonExit{Incarnation: n, ExitCode: c.ExitCode(), Log: c.LogPath(),
+		After: time.Since(c.Started()).Round(100 * time.Millisecond).String()}
 	s.exits = append(s.exits, e)
 	s.mu.Unlock()
 	s.progress("daemon incarnation %d exited by itself (code %d after %s); restarting it; log %s",
@@ -200,18 +105,15 @@ func (s *supervisor) watch(ctx context.Context, c *child, n int) {
 func (s *supervisor) kill() (bool, error) {
 	s.mu.Lock()
 	c := s.cur
-	if c == nil || c.exited() {
+	if c == nil || c.Exited() {
 		s.mu.Unlock()
 		return false, nil
 	}
 	s.killing = c
 	s.mu.Unlock()
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return false, fmt.Errorf("SIGKILL the daemon: %w", err)
-	}
-	<-c.done
-	if !c.killedBySIGKILL() {
-		return false, nil // it had exited by itself just before: watch counts it
+	killed, err := c.Kill()
+	if err != nil || !killed {
+		return false, err // !killed: it had exited by itself just before, and watch counts it
 	}
 	s.mu.Lock()
 	s.kills++
@@ -222,20 +124,10 @@ func (s *supervisor) kill() (bool, error) {
 // waitReady waits until the daemon's webhook listener accepts connections,
 // which it opens only after the schema check, whichever incarnation that is.
 func (s *supervisor) waitReady(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		conn, err := net.DialTimeout("tcp", s.addr, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the daemon did not open its webhook listener %s within %s", s.addr, timeout)
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
+	if err := childproc.WaitListening(ctx, s.addr, timeout, nil); err != nil {
+		return fmt.Errorf("the daemon's webhook listener: %w", err)
 	}
+	return nil
 }
 
 // stop ends the last incarnation with SIGTERM, the way an operator stops
@@ -246,9 +138,9 @@ func (s *supervisor) stop() int {
 	c := s.cur
 	s.mu.Unlock()
 	code := -1
-	if c != nil && !c.exited() {
-		c.stop(s.grace)
-		code = c.cmd.ProcessState.ExitCode()
+	if c != nil && !c.Exited() {
+		_ = c.Stop(s.grace) // a kill after grace shows as code -1
+		code = c.ExitCode()
 	}
 	s.watchers.Wait()
 	return code
@@ -295,7 +187,7 @@ func grepLogs(paths, needles []string, max int) []string {
 			sc.Buffer(make([]byte, 64<<10), 1<<20)
 			for sc.Scan() && found < max {
 				if strings.Contains(sc.Text(), needle) {
-					out = append(out, filepath.Base(p)+": "+clip(sc.Text(), 300))
+					out = append(out, filepath.Base(p)+": "+textcut.Truncate(sc.Text(), 300))
 					found++
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 )
 
 // listLimit is how many ids a table line shows; --json has them all.
@@ -93,7 +95,7 @@ func Render(w io.Writer, r *Report) error {
 		line("(none)", "")
 	}
 	for _, kv := range sortedCounts(r.RejectedByCode) {
-		line(kv.Key, kv.Count, "e.g. "+clip(r.RejectedExample[kv.Key], 70))
+		line(kv.Key, kv.Count, "e.g. "+textcut.Truncate(r.RejectedExample[kv.Key], 70))
 	}
 	section("FAILED rows by error code")
 	if len(r.FailedByCode) == 0 {
@@ -116,7 +118,7 @@ func Render(w io.Writer, r *Report) error {
 			note(fmt.Sprintf("… and %d more", len(r.PendingJobs)-listLimit))
 			break
 		}
-		note(fmt.Sprintf("job %d %s %s %s", j.ID, j.Kind, j.State, clip(j.Args, 80)))
+		note(fmt.Sprintf("job %d %s %s %s", j.ID, j.Kind, j.State, textcut.Truncate(j.Args, 80)))
 	}
 	if s := r.Run.Sandbox; s != nil {
 		line("sandbox sendTemplate requests", s.SendRequests, fmt.Sprintf("accepted %d (answer dropped %d), faulted %d, throttled %d, rejected %d",
@@ -203,11 +205,4 @@ func (r *Report) check(name string) Check {
 	}
 	// A label pointing at no check is a bug in Render, not in the daemon.
 	return Check{Name: name, Want: "?", OK: false}
-}
-
-func clip(s string, n int) string {
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
 }

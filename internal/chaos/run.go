@@ -7,21 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// Sandbox settings shared by the sandbox process and the daemon (the
-// sandbox's defaults, spelt out so both sides agree by construction).
-const (
-	sandboxChannel   = "sandbox"
-	sandboxToken     = "sandbox-token"
-	sandboxTemplate  = "order_cancelled"
-	sandboxNamespace = "sandbox_ns"
+	"github.com/cancelnotify/cancelnotify/internal/childproc"
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
+	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 )
 
 // runner holds one run's parts.
@@ -31,7 +27,7 @@ type runner struct {
 	start  time.Time
 	logDir string
 	db     db
-	sb     *sandboxClient
+	sb     *sandbox.Control
 	daemon *supervisor
 
 	pgRestarts atomic.Int64
@@ -168,17 +164,17 @@ type runEnv struct {
 // setUp migrates the schema, starts the sandbox with the faults injected
 // and registers the daemon's webhook with it.
 func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*runEnv, error) {
-	sbAddr, err := freeAddr()
+	sbAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	hookAddr, err := freeAddr()
+	hookAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	// The admin listener's default port may be taken by another daemon on
 	// this machine; the run's daemon must not depend on it being free.
-	adminAddr, err := freeAddr()
+	adminAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -188,10 +184,10 @@ func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*ru
 		"DATABASE_URL":        r.cfg.DatabaseURL,
 		"CANCELNOTIFY_SCHEMA": r.db.schema,
 		"ONEMSG_API_URL":      "http://" + sbAddr,
-		"ONEMSG_CHANNEL_ID":   sandboxChannel,
-		"ONEMSG_TOKEN":        sandboxToken,
-		"ONEMSG_TEMPLATE":     sandboxTemplate,
-		"ONEMSG_NAMESPACE":    sandboxNamespace,
+		"ONEMSG_CHANNEL_ID":   sandbox.DefaultChannel,
+		"ONEMSG_TOKEN":        sandbox.DefaultToken,
+		"ONEMSG_TEMPLATE":     sandbox.DefaultTemplate,
+		"ONEMSG_NAMESPACE":    sandbox.DefaultNamespace,
 		// A short call timeout shortens River's rescue of jobs a killed
 		// daemon left running (it is sized from it), so the run settles in
 		// minutes; the slowest injected answer is far below it.
@@ -208,22 +204,22 @@ func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*ru
 	env := childEnv(vars)
 
 	r.logf("schema %s: migrating", r.db.schema)
-	if err := runOnce(ctx, "cancelnotify migrate", r.cfg.Bin, []string{"migrate"}, env, filepath.Join(r.logDir, "migrate.log")); err != nil {
+	if err := childproc.Run(ctx, "cancelnotify migrate", r.cfg.Bin, []string{"migrate"}, env, filepath.Join(r.logDir, "migrate.log")); err != nil {
 		return nil, err
 	}
 
-	sbProc, err := startChild("sandbox", r.cfg.Bin, []string{"sandbox", "--addr", sbAddr,
+	sbProc, err := childproc.Start(childproc.Spec{Name: "sandbox", Bin: r.cfg.Bin, Args: []string{"sandbox", "--addr", sbAddr,
 		"--seed", strconv.FormatUint(r.cfg.Seed%(1<<62), 10),
-		"--fail-rate", strconv.FormatFloat(r.cfg.FailShare, 'f', -1, 64)}, env, filepath.Join(r.logDir, "sandbox.log"))
+		"--fail-rate", strconv.FormatFloat(r.cfg.FailShare, 'f', -1, 64)}, Env: env, LogPath: filepath.Join(r.logDir, "sandbox.log")})
 	if err != nil {
 		return nil, err
 	}
 	stopping := make(chan struct{})
 	go func() {
 		select {
-		case <-sbProc.done:
+		case <-sbProc.Done():
 			cancel(fmt.Errorf("the sandbox process exited (code %d) before the run ended; log %s",
-				sbProc.cmd.ProcessState.ExitCode(), sbProc.log))
+				sbProc.ExitCode(), sbProc.LogPath()))
 		case <-stopping:
 		}
 	}()
@@ -231,18 +227,19 @@ func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*ru
 		// The sandbox outlives every daemon incarnation; it stops last,
 		// after the facts were read from it.
 		close(stopping)
-		sbProc.stop(5 * time.Second)
+		_ = sbProc.Stop(5 * time.Second)
 	})
-	r.sb = newSandboxClient("http://" + sbAddr)
-	if err := r.sb.waitReady(ctx, 15*time.Second); err != nil {
+	// Messages of a 10,000-row run are a few MB of JSON: allow the time.
+	r.sb = sandbox.NewControl("http://"+sbAddr, &http.Client{Timeout: time.Minute})
+	if err := r.sb.WaitReady(ctx, 15*time.Second); err != nil {
 		return nil, err
 	}
-	if err := r.sb.setFaults(ctx, r.cfg.Faults); err != nil {
+	if err := r.sb.SetFaults(ctx, r.cfg.Faults); err != nil {
 		return nil, fmt.Errorf("inject the sandbox's faults: %w", err)
 	}
 	r.logf("sandbox up at http://%s with faults: %s", sbAddr, describeFaults(r.cfg.Faults, r.cfg.FailShare))
 
-	if err := runOnce(ctx, "cancelnotify webhook register", r.cfg.Bin, []string{"webhook", "register", "http://" + hookAddr},
+	if err := childproc.Run(ctx, "cancelnotify webhook register", r.cfg.Bin, []string{"webhook", "register", "http://" + hookAddr},
 		env, filepath.Join(r.logDir, "webhook-register.log")); err != nil {
 		return nil, err
 	}
@@ -373,7 +370,7 @@ func (r *runner) awaitQuiescence(ctx context.Context, w *oms, total int, writers
 			// Delivered is final, yet a read may still be on its way: wait
 			// until WhatsApp has said all it will, then for the ledger to
 			// catch up on the next tick.
-			done, err := r.sb.settled(ctx)
+			done, err := settled(ctx, r.sb)
 			if err == nil && done && sandboxQuiet {
 				r.logf("quiescent: %d rows settled, no job pending, no status on its way", p.outbox)
 				return true, nil
@@ -406,10 +403,10 @@ func (r *runner) collect(ctx context.Context, writes []WriteResult, writing time
 	if err != nil {
 		return nil, err
 	}
-	if f.Messages, err = r.sb.messages(ctx); err != nil {
+	if f.Messages, err = acceptedMessages(ctx, r.sb); err != nil {
 		return nil, fmt.Errorf("read the sandbox's accepted messages: %w", err)
 	}
-	st, err := r.sb.stats(ctx)
+	st, err := r.sb.Stats(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the sandbox's stats: %w", err)
 	}
@@ -427,7 +424,7 @@ func (r *runner) evidence(rep *Report) []string {
 	out := grepLogs(logs, rep.ProblemEventIDs(5), 8)
 	for _, e := range exits {
 		for _, l := range tailFile(e.Log, 5) {
-			out = append(out, filepath.Base(e.Log)+" (last lines): "+clip(l, 300))
+			out = append(out, filepath.Base(e.Log)+" (last lines): "+textcut.Truncate(l, 300))
 		}
 	}
 	return out

@@ -38,7 +38,8 @@ import (
 type Config struct {
 	DatabaseURL string
 	Schema      string
-	MaxConns    int32 // database pool size; default 40
+	// MaxConns is the database pool's size. Defaults to DefaultMaxConns.
+	MaxConns int32
 
 	OneMsg    onemsg.Config // API URL, channel, token, call timeout
 	Template  string        // ONEMSG_TEMPLATE
@@ -56,34 +57,46 @@ type Config struct {
 	MetricsCacheFor time.Duration
 	Body            string // template body, for the 1024-character rule; default: the one preflight reads, else outbox.DefaultBody
 
+	// RelayBatchSize and RelayPollInterval default to
+	// outbox.DefaultBatchSize and outbox.DefaultPollInterval.
 	RelayBatchSize    int
 	RelayPollInterval time.Duration
 
-	// Rate is the send rate limit of this process, in messages per second
-	// (Meta's default per number: 80); 0 = unlimited. With several
-	// instances on one channel, give each its share.
+	// Rate is the send rate limit of this process, in messages per second;
+	// 0 = unlimited. With several instances on one channel, give each its
+	// share. The command line defaults to DefaultRate.
 	Rate float64
-	// PairInterval spaces messages to one phone (Meta: 6s); 0 = off.
+	// PairInterval spaces messages to one phone; 0 = off. The command line
+	// defaults to DefaultPairInterval.
 	PairInterval time.Duration
 
-	// Retention deletes final notifications older than this (default 90
-	// days; <0 keeps everything). River's own finished-job retention:
-	// RiverCompleted/Cancelled/DiscardedRetention (River's defaults if 0).
+	// Retention deletes final notifications older than this; negative
+	// keeps everything. River's own finished-job retention:
+	// RiverCompleted/Cancelled/DiscardedRetention. Their defaults are
+	// jobs.DefaultRetention and jobs.Default*JobRetention.
 	Retention               time.Duration
 	RiverCompletedRetention time.Duration
 	RiverCancelledRetention time.Duration
 	RiverDiscardedRetention time.Duration
 
-	SendWorkers     int
-	TrackWorkers    int
-	TrackFor        time.Duration
-	TrackFirstPoll  time.Duration
-	SendFor         time.Duration
+	// SendWorkers, TrackWorkers, TrackFor and SendFor default to
+	// jobs.DefaultSendWorkers, jobs.DefaultTrackWorkers,
+	// jobs.DefaultTrackFor and jobs.DefaultSendFor.
+	SendWorkers  int
+	TrackWorkers int
+	TrackFor     time.Duration
+	SendFor      time.Duration
+	// TrackFirstPoll is the pause before a sent message's first hookInfo
+	// poll. Defaults to DefaultTrackFirstPollWebhook with a webhook
+	// (WebhookSecret set), else to jobs.DefaultTrackFirstPoll.
+	TrackFirstPoll time.Duration
+	// ShutdownTimeout is how long Run waits for sends in flight after its
+	// context ends. Defaults to DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 
 	// WebhookAddr is the public listener for 1MSG's pushes; it serves only
 	// POST /webhooks/1msg/{WebhookSecret}. No secret, no listener: statuses
-	// then come from polling alone.
+	// then come from polling alone. Defaults to DefaultWebhookAddr.
 	WebhookAddr   string
 	WebhookSecret string
 
@@ -93,7 +106,8 @@ type Config struct {
 	CallbackSecret string
 
 	// AdminAddr serves /healthz, /readyz, /metrics, /riverui/ and
-	// /debug/pprof/ ("" = no admin listener). AdminUser and AdminPassword,
+	// /debug/pprof/ ("" = no admin listener; the command line defaults to
+	// DefaultAdminAddr). AdminUser and AdminPassword,
 	// when set, protect all but the probes with basic auth.
 	AdminAddr     string
 	AdminUser     string
@@ -105,7 +119,7 @@ type Config struct {
 	Preflight bool
 
 	// Notifier tells systemd about readiness, stopping and liveness
-	// (sdnotify); nil outside systemd.
+	// (Systemd); nil: nobody is told.
 	Notifier Notifier
 
 	// TracerProvider traces the relay, the jobs, the 1MSG calls, the webhook
@@ -120,6 +134,23 @@ type Config struct {
 
 	Logger *slog.Logger
 }
+
+// Defaults of Config.
+const (
+	DefaultMaxConns        = 40
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultWebhookAddr     = "127.0.0.1:8080"
+	DefaultAdminAddr       = "127.0.0.1:9090"
+	// DefaultTrackFirstPollWebhook is the first poll's pause with a
+	// webhook: a healthy webhook brings every status first, so poll once,
+	// late.
+	DefaultTrackFirstPollWebhook = 60 * time.Second
+	// DefaultRate is Meta's default throughput per business number.
+	DefaultRate = 80
+	// DefaultPairInterval is Meta's pair rate limit: one message to a
+	// recipient every 6 s (error 131056).
+	DefaultPairInterval = 6 * time.Second
+)
 
 // Notifier is systemd's notify protocol as the daemon uses it.
 type Notifier interface {
@@ -155,14 +186,13 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 40
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 30 * time.Second
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if cfg.TrackFirstPoll <= 0 && cfg.WebhookSecret != "" {
-		// A healthy webhook brings every status first: poll once, late.
-		cfg.TrackFirstPoll = 60 * time.Second
+		cfg.TrackFirstPoll = DefaultTrackFirstPollWebhook
 	}
 	pool, err := cnsql.Open(ctx, cfg.DatabaseURL, cfg.Schema, cfg.MaxConns)
 	if err != nil {
@@ -236,7 +266,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	if cfg.WebhookSecret != "" {
 		if cfg.WebhookAddr == "" {
-			cfg.WebhookAddr = "127.0.0.1:8080"
+			cfg.WebhookAddr = DefaultWebhookAddr
 		}
 		d.webhookLn, err = net.Listen("tcp", cfg.WebhookAddr)
 		if err != nil {

@@ -213,12 +213,7 @@ func (e *env) registerWebhook(d *daemon.Daemon) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx := context.Background()
-	if _, err := api.SetWebhook(ctx, []string{d.WebhookURL()}); err != nil {
-		e.t.Fatal(err)
-	}
-	on := true
-	if _, err := api.UpdateSettings(ctx, onemsg.SettingsUpdate{AckNotificationsOn: &on}); err != nil {
+	if _, err := api.RegisterWebhook(context.Background(), d.WebhookURL()); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -180,7 +181,7 @@ func (a *applier) report(r Report) {
 		n.Status = st
 		switch st {
 		case StatusFailed:
-			n.ErrorCode, n.Error = r.ErrorCode, truncate(joinText(r.Error, TTLNote(a.ttl, n.SentAt, at)), 2000)
+			n.ErrorCode, n.Error = r.ErrorCode, textcut.Truncate(joinText(r.Error, TTLNote(a.ttl, n.SentAt, at)), 2000)
 		case StatusExpired:
 			n.Error = TTLNote(a.ttl, n.SentAt, at)
 		case StatusDelivered, StatusRead:
@@ -253,7 +254,7 @@ func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
 		wamids = append(wamids, r.Wamid)
 		statuses = append(statuses, r.Status)
 		codes = append(codes, r.ErrorCode)
-		errs = append(errs, truncate(r.Error, 2000))
+		errs = append(errs, textcut.Truncate(r.Error, 2000))
 		details = append(details, string(nonEmptyJSON(r.Detail)))
 		var t *time.Time
 		if !r.OccurredAt.IsZero() {
@@ -367,7 +368,7 @@ func (l *Ledger) Move(ctx context.Context, tx pgx.Tx, n *Notification, m Move) e
 		n.SentAt, n.DeliveredAt, n.ReadAt, n.FailedAt = nil, nil, nil, nil
 	}
 	n.Status = m.To
-	n.ErrorCode, n.Error = m.ErrorCode, truncate(m.Error, 2000)
+	n.ErrorCode, n.Error = m.ErrorCode, textcut.Truncate(m.Error, 2000)
 	if m.Attempt {
 		n.Attempts++
 		n.AttemptedAt = &now
@@ -446,7 +447,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		langs = append(langs, n.Language)
 		statuses = append(statuses, string(n.Status))
 		codes = append(codes, n.ErrorCode)
-		errs = append(errs, truncate(n.Error, 2000))
+		errs = append(errs, textcut.Truncate(n.Error, 2000))
 		p, _ := json.Marshal(nonNil(n.Params))
 		params = append(params, string(p))
 		s, _ := json.Marshal(nonNil(n.Shortened))

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/cancelnotify/cancelnotify/internal/textcut"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -329,7 +329,7 @@ func (c Change) Announcement(schema string) Announcement {
 	a := Announcement{
 		Schema: schema, NotificationID: n.ID, EventID: n.EventID, OrderNumber: n.OrderNumber(),
 		PhoneMasked: MaskPhone(n.Phone), Status: c.To, From: c.From, Final: c.To.Final(), Source: c.Source,
-		ErrorCode: n.ErrorCode, Error: truncate(n.Error, 1000), Wamid: n.Wamid, At: c.At.UTC().Format(time.RFC3339Nano),
+		ErrorCode: n.ErrorCode, Error: textcut.Truncate(n.Error, 1000), Wamid: n.Wamid, At: c.At.UTC().Format(time.RFC3339Nano),
 	}
 	if len(n.Params) > 0 {
 		a.CustomerName = n.Params[0]
@@ -366,12 +366,4 @@ func detailJSON(m map[string]any) []byte {
 		return []byte(fmt.Sprintf(`{"unencodable": %q}`, err.Error()))
 	}
 	return b
-}
-
-// truncate shortens s to at most n bytes, cutting on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
 }

@@ -14,15 +14,12 @@ type Pruned struct {
 	Orphans       int64 // held webhook statuses nobody adopted
 }
 
-// finalStatuses are the statuses a row can be pruned in; rows still moving
-// (queued, sending, in_doubt, sent) are kept whatever their age.
-var finalStatuses = []string{"delivered", "read", "failed", "rejected", "skipped", "expired"}
-
-// Prune deletes final notifications last changed before olderThan, with
+// Prune deletes final notifications (FinalStatuses) last changed before olderThan, with
 // their outbox rows and events, and held webhook statuses received before
 // orphansBefore. It works in batches of batch rows, each its own short
 // transaction, so it never holds locks long or bloats one transaction; it
-// stops early when ctx ends.
+// stops early when ctx ends. Rows still moving (queued, sending, in_doubt,
+// sent) are kept whatever their age.
 func Prune(ctx context.Context, pool *pgxpool.Pool, olderThan, orphansBefore time.Time, batch int) (Pruned, error) {
 	var p Pruned
 	for ctx.Err() == nil {
@@ -36,7 +33,7 @@ func Prune(ctx context.Context, pool *pgxpool.Pool, olderThan, orphansBefore tim
 			), outbox AS (
 				DELETE FROM outbox WHERE id IN (SELECT outbox_id FROM doomed)
 			)
-			DELETE FROM notification WHERE id IN (SELECT id FROM doomed)`, finalStatuses, olderThan, batch)
+			DELETE FROM notification WHERE id IN (SELECT id FROM doomed)`, Strings(FinalStatuses()), olderThan, batch)
 		if err != nil {
 			return p, fmt.Errorf("prune notifications: %w", err)
 		}

@@ -1,12 +1,17 @@
 // Package ledger owns cancelnotify's record of each notification: the
-// notification and notification_event tables and the one rule that decides
-// how a reported status changes a row (never downgrade; docs/database.md,
-// "The status rule"). The
-// relay, the send and track workers, the webhook receiver and the operator
-// commands all change statuses through this package, so they cannot disagree.
+// notification, notification_event and webhook_orphan tables and the one
+// rule that decides how a reported status changes a row (never downgrade,
+// docs/database.md, "The status rule"). Every statement the daemon and the CLI run on these tables is
+// here: the relay, the send and track workers, the webhook receiver, the
+// operator commands, status and metrics read and change them through this
+// package, so they cannot disagree. Only the benchmark and the chaos run
+// query them directly, to measure from outside.
 package ledger
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Status is a notification's status as stored in notification.status.
 type Status string
@@ -56,15 +61,32 @@ func (s Status) Valid() bool {
 	return false
 }
 
-// Final reports whether s ends the notification's life for CRM and finance.
-// delivered, failed and expired are final but can still be upgraded by a
-// later, stronger status.
-func (s Status) Final() bool {
-	switch s {
-	case StatusDelivered, StatusRead, StatusFailed, StatusRejected, StatusSkipped, StatusExpired:
-		return true
+// FinalStatuses returns the statuses that end a notification's life for CRM
+// and finance. delivered, failed and expired are final but can still be
+// upgraded by a later, stronger status. The view notification_report's
+// final column spells the same set in SQL; a test keeps the two equal.
+func FinalStatuses() []Status {
+	return []Status{StatusDelivered, StatusRead, StatusFailed, StatusRejected, StatusSkipped, StatusExpired}
+}
+
+// Final reports whether s is one of FinalStatuses.
+func (s Status) Final() bool { return slices.Contains(FinalStatuses(), s) }
+
+// RetryableStatuses returns the statuses an operator can re-drive with
+// `cancelnotify retry`: the message did not reach the customer, and sending
+// it again cannot duplicate one that did.
+func RetryableStatuses() []Status { return []Status{StatusFailed, StatusExpired} }
+
+// Retryable reports whether s is one of RetryableStatuses.
+func (s Status) Retryable() bool { return slices.Contains(RetryableStatuses(), s) }
+
+// Strings returns the statuses as strings, for a SQL text[] parameter.
+func Strings(ss []Status) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
 	}
-	return false
+	return out
 }
 
 // UpgradedBy reports whether a reported status next should replace the

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/outbox"
 )
 
 const namespace = "cancelnotify"
@@ -191,38 +192,23 @@ func (c *tableCollector) read() []prometheus.Metric {
 		return append(out, prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, 0))
 	}
 
-	counts := map[string]float64{}
-	rows, err := c.db.Query(ctx, "SELECT status, count(*) FROM notification GROUP BY status")
+	counts, err := ledger.CountByStatus(ctx, c.db)
 	if err != nil {
 		return fail(err)
 	}
-	for rows.Next() {
-		var st string
-		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
-			rows.Close()
-			return fail(err)
-		}
-		counts[st] = float64(n)
-	}
-	if err := rows.Err(); err != nil {
-		return fail(err)
-	}
 	for _, st := range ledger.Statuses {
-		out = append(out, prometheus.MustNewConstMetric(descNotifications, prometheus.GaugeValue, counts[string(st)], string(st)))
+		out = append(out, prometheus.MustNewConstMetric(descNotifications, prometheus.GaugeValue, float64(counts[st]), string(st)))
 	}
 
-	var lag float64
-	var backlog int64
-	if err := c.db.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0), count(*)
-		FROM outbox WHERE relayed_at IS NULL`).Scan(&lag, &backlog); err != nil {
+	backlog, err := outbox.ReadBacklog(ctx, c.db)
+	if err != nil {
 		return fail(err)
 	}
 	out = append(out,
-		prometheus.MustNewConstMetric(descRelayLag, prometheus.GaugeValue, max(lag, 0)),
-		prometheus.MustNewConstMetric(descRelayBacklog, prometheus.GaugeValue, float64(backlog)))
+		prometheus.MustNewConstMetric(descRelayLag, prometheus.GaugeValue, backlog.Oldest.Seconds()),
+		prometheus.MustNewConstMetric(descRelayBacklog, prometheus.GaugeValue, float64(backlog.Rows)))
 
-	rows, err = c.db.Query(ctx, "SELECT state::text, queue, count(*) FROM river_job GROUP BY 1, 2")
+	rows, err := c.db.Query(ctx, "SELECT state::text, queue, count(*) FROM river_job GROUP BY 1, 2")
 	if err != nil {
 		return fail(err)
 	}

@@ -56,11 +56,7 @@ func TestPreflight(t *testing.T) {
 			}
 			ctx := context.Background()
 			if tt.register {
-				if _, err := api.SetWebhook(ctx, []string{"https://hooks.example/webhooks/1msg/" + secret}); err != nil {
-					t.Fatal(err)
-				}
-				on := true
-				if _, err := api.UpdateSettings(ctx, onemsg.SettingsUpdate{AckNotificationsOn: &on}); err != nil {
+				if _, err := api.RegisterWebhook(ctx, "https://hooks.example/webhooks/1msg/"+secret); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,17 +48,14 @@ type Outcome struct {
 	Err     error // nil when done
 }
 
-// Retryable are the statuses Retry re-drives.
-var Retryable = []ledger.Status{ledger.StatusFailed, ledger.StatusExpired}
-
-// Retry re-drives failed or expired notifications: each goes back to
+// Retry re-drives failed or expired notifications (ledger.RetryableStatuses): each goes back to
 // queued with a new send job. The old wamid, error and times move to the
 // history (the row describes the new attempt); the history itself stays.
 func (o *Operator) Retry(ctx context.Context, eventIDs []string) []Outcome {
 	out := make([]Outcome, 0, len(eventIDs))
 	for _, id := range eventIDs {
 		out = append(out, o.act(ctx, id, func(tx pgx.Tx, n *ledger.Notification) (ledger.Status, error) {
-			if n.Status != ledger.StatusFailed && n.Status != ledger.StatusExpired {
+			if !n.Status.Retryable() {
 				return "", fmt.Errorf("%w: %s is %s; only failed or expired notifications can be retried", ErrNotAllowed, id, n.Status)
 			}
 			return ledger.StatusQueued, o.requeue(ctx, tx, n, "retry by operator")
@@ -68,37 +64,12 @@ func (o *Operator) Retry(ctx context.Context, eventIDs []string) []Outcome {
 	return out
 }
 
-// Filter selects notifications by status, error code and age of their
-// last change.
-type Filter struct {
-	Statuses   []ledger.Status
-	ErrorCodes []string      // notification.error_code is one of these (e.g. "http_401", "132015"); empty = any
-	Since      time.Duration // changed within this long; 0 = any time
-	Limit      int           // default 1000
-}
+// Filter selects notifications by status, error code and when they last changed.
+type Filter = ledger.Filter
 
 // Find returns the event ids of the notifications f selects, oldest first.
 func Find(ctx context.Context, db ledger.DB, f Filter) ([]string, error) {
-	if f.Limit <= 0 {
-		f.Limit = 1000
-	}
-	statuses := make([]string, len(f.Statuses))
-	for i, s := range f.Statuses {
-		statuses[i] = string(s)
-	}
-	var since *time.Time
-	if f.Since > 0 {
-		t := time.Now().Add(-f.Since)
-		since = &t
-	}
-	rows, err := db.Query(ctx, `SELECT event_id FROM notification
-		WHERE (cardinality($1::text[]) = 0 OR status = ANY($1)) AND ($2::timestamptz IS NULL OR updated_at >= $2)
-			AND (cardinality($4::text[]) = 0 OR error_code = ANY($4))
-		ORDER BY updated_at, id LIMIT $3`, statuses, since, f.Limit, nonNil(f.ErrorCodes))
-	if err != nil {
-		return nil, fmt.Errorf("find notifications: %w", err)
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return ledger.FindEventIDs(ctx, db, f)
 }
 
 // Resolution settles an in_doubt notification.
@@ -151,16 +122,15 @@ func (o *Operator) Resolve(ctx context.Context, eventID string, r Resolution) Ou
 
 // requeue puts n back in the queue with a new send job.
 func (o *Operator) requeue(ctx context.Context, tx pgx.Tx, n *ledger.Notification, reason string) error {
-	var redrives int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM notification_event
-		WHERE notification_id = $1 AND source = 'operator' AND status = 'queued'`, n.ID).Scan(&redrives); err != nil {
+	redrives, err := ledger.CountEvents(ctx, tx, n.ID, ledger.SourceOperator, ledger.StatusQueued)
+	if err != nil {
 		return err
 	}
 	if err := o.Ledger.Move(ctx, tx, n, ledger.Move{To: ledger.StatusQueued, Source: ledger.SourceOperator, Reason: reason,
 		Reset: true, Detail: map[string]any{"by": o.Who}}); err != nil {
 		return err
 	}
-	_, err := o.Jobs.InsertTx(ctx, tx, jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Redrive: redrives + 1}, traced(n))
+	_, err = o.Jobs.InsertTx(ctx, tx, jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Redrive: redrives + 1}, traced(n))
 	return err
 }
 
@@ -168,15 +138,10 @@ func (o *Operator) requeue(ctx context.Context, tx pgx.Tx, n *ledger.Notificatio
 func (o *Operator) act(ctx context.Context, eventID string, fn func(pgx.Tx, *ledger.Notification) (ledger.Status, error)) Outcome {
 	out := Outcome{EventID: eventID}
 	out.Err = pgx.BeginFunc(ctx, o.Pool, func(tx pgx.Tx) error {
-		var id int64
-		err := tx.QueryRow(ctx, "SELECT n.id FROM notification n JOIN outbox o ON o.id = n.outbox_id WHERE o.event_id = $1", eventID).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
+		n, err := ledger.LockByEventID(ctx, tx, eventID)
+		if errors.Is(err, ledger.ErrNotFound) {
 			return fmt.Errorf("no notification for event_id %q (check the id; a row not relayed yet has none)", eventID)
 		}
-		if err != nil {
-			return err
-		}
-		n, err := ledger.Lock(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -190,13 +155,6 @@ func (o *Operator) act(ctx context.Context, eventID string, fn func(pgx.Tx, *led
 func detail(m map[string]any) []byte {
 	b, _ := json.Marshal(m)
 	return b
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // traced keeps a re-driven notification's jobs in its trace.

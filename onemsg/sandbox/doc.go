@@ -40,7 +40,8 @@
 //	                         and sendTemplate refused while not connected
 //	POST /_sandbox/template  {"name","language"?,"status":"paused"|"approved"|…}
 //
-// These paths are outside any channel and need no token.
+// These paths are outside any channel and need no token. Control is their
+// client, as httptest keeps its Server next to the handler it serves.
 //
 // Message statuses (sent → delivered → read, or sent → failed) are driven by
 // one scheduler goroutine and pushed by a bounded pool of workers, so
