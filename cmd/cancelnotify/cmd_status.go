@@ -45,7 +45,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		statuses = append(statuses, st)
 	}
 	if fs.NArg() > 1 || (fs.NArg() == 1 && len(statuses) > 0) {
-		return usageError("status takes one EVENT_ID, or --status filters, or nothing (counts)")
+		return usageError("status takes one EVENT_ID or ORDER_NUMBER, or --status filters, or nothing (counts)")
 	}
 	if err := s.err(); err != nil {
 		return err
@@ -62,11 +62,14 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	var text func(io.Writer)
 	switch {
 	case fs.NArg() == 1:
-		ev, err := readEvent(ctx, pool, fs.Arg(0))
+		evs, err := readEvents(ctx, pool, fs.Arg(0))
 		if err != nil {
 			return err
 		}
-		v, text = ev, ev.print
+		v, text = evs, evs.print
+		if len(evs) == 1 {
+			v = evs[0] // an event id: the object itself, as scripts expect
+		}
 	case len(statuses) > 0:
 		list, err := readList(ctx, pool, redrive.Filter{Statuses: statuses, Since: window, Limit: n})
 		if err != nil {
@@ -187,6 +190,43 @@ func (l list) print(w io.Writer) {
 	fmt.Fprintf(w, "%d notifications\n", len(l))
 }
 
+// events is `status EVENT_ID|ORDER_NUMBER`: every event that matches.
+type events []*eventView
+
+// readEvents finds the events whose event id or order number is term,
+// newest first: an order cancelled twice, or an order number that is also
+// some event's id, shows them all.
+func readEvents(ctx context.Context, pool *pgxpool.Pool, term string) (events, error) {
+	ids, err := ledger.Lookup(ctx, pool, term)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("no event has event_id or order number %q: check what the OMS wrote (SELECT event_id, payload->>'order_number' FROM outbox ORDER BY id DESC LIMIT 10); rows not relayed yet are found by event_id only", term)
+	}
+	out := make(events, 0, len(ids))
+	for _, id := range ids {
+		ev, err := readEvent(ctx, pool, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func (es events) print(w io.Writer) {
+	for i, ev := range es {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		ev.print(w)
+	}
+	if len(es) > 1 {
+		fmt.Fprintf(w, "\n%d events match\n", len(es))
+	}
+}
+
 // eventView is `status EVENT_ID`.
 type eventView struct {
 	EventID      string               `json:"event_id"`
@@ -254,7 +294,8 @@ func (v *eventView) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	fmt.Fprintf(tw, "status\t%s\n", n.Status)
 	fmt.Fprintf(tw, "wamid\t%s\n", dash(n.Wamid))
-	fmt.Fprintf(tw, "to\t%s\n", dash(ledger.MaskPhone(n.Phone)))
+	fmt.Fprintf(tw, "order\t%s (%s)\n", dash(n.OrderNumber()), dash(n.CustomerName()))
+	fmt.Fprintf(tw, "to\t%s via channel %s\n", dash(ledger.MaskPhone(n.Phone)), n.Channel)
 	fmt.Fprintf(tw, "template\t%s (%s)\n", n.Template, n.Language)
 	if len(n.Params) > 0 {
 		fmt.Fprintf(tw, "params\t%s\n", strings.Join(quoteAll(n.Params), " · "))
@@ -266,6 +307,7 @@ func (v *eventView) print(w io.Writer) {
 		fmt.Fprintf(tw, "error\t%s: %s\n", dash(n.ErrorCode), n.Error)
 	}
 	fmt.Fprintf(tw, "attempts\t%d\n", n.Attempts)
+	fmt.Fprintf(tw, "pricing\t%s\n", pricingText(n.Pricing))
 	fmt.Fprintf(tw, "times\tsent %s · delivered %s · read %s · failed %s\n", ts(n.SentAt), ts(n.DeliveredAt), ts(n.ReadAt), ts(n.FailedAt))
 	tw.Flush()
 
@@ -289,6 +331,18 @@ func (v *eventView) print(w io.Writer) {
 	if len(v.Jobs) == 0 {
 		fmt.Fprintln(w, "  none (finished jobs are deleted after River's retention period)")
 	}
+}
+
+// pricingText is what Meta says the message costs, in one line.
+func pricingText(p *ledger.Pricing) string {
+	if p == nil {
+		return "not known yet (Meta reports it with the sent or delivered status)"
+	}
+	billable := "billable unknown"
+	if p.Billable != nil {
+		billable = map[bool]string{true: "billable", false: "not billable"}[*p.Billable]
+	}
+	return fmt.Sprintf("%s · %s · %s · %s", dash(p.Category), dash(p.Model), dash(p.Type), billable)
 }
 
 func ts(t *time.Time) string {

@@ -146,6 +146,20 @@ func GetByEventID(ctx context.Context, db DB, eventID string) (*Notification, er
 	return getOne(ctx, db, "SELECT "+notificationColumns+" FROM notification WHERE outbox_id = (SELECT id FROM outbox WHERE event_id = $1)", eventID)
 }
 
+// Lookup returns the event ids whose event id or order number is term,
+// newest first. An outbox row not relayed yet is found by its event id.
+func Lookup(ctx context.Context, db DB, term string) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT event_id FROM (
+			SELECT id, event_id FROM outbox WHERE event_id = $1
+			UNION
+			SELECT o.id, o.event_id FROM notification n JOIN outbox o ON o.id = n.outbox_id WHERE n.order_number = $1
+		) m ORDER BY id DESC LIMIT 100`, term)
+	if err != nil {
+		return nil, fmt.Errorf("look up %q: %w", term, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // Lock reads notification id and locks its row until tx ends.
 func Lock(ctx context.Context, tx pgx.Tx, id int64) (*Notification, error) {
 	return getOne(ctx, tx, "SELECT "+notificationColumns+" FROM notification WHERE id = $1 FOR UPDATE", id)
