@@ -236,17 +236,7 @@ type eventView struct {
 	RelayedAt    *time.Time           `json:"relayed_at"`
 	Notification *ledger.Notification `json:"notification"`
 	History      []ledger.Event       `json:"history"`
-	Jobs         []jobView            `json:"river_jobs"`
-}
-
-type jobView struct {
-	ID          int64     `json:"id"`
-	Kind        string    `json:"kind"`
-	State       string    `json:"state"`
-	Attempt     int       `json:"attempt"`
-	MaxAttempts int       `json:"max_attempts"`
-	ScheduledAt time.Time `json:"scheduled_at"`
-	LastError   string    `json:"last_error,omitempty"`
+	Jobs         []ledger.Job         `json:"river_jobs"`
 }
 
 func readEvent(ctx context.Context, pool *pgxpool.Pool, eventID string) (*eventView, error) {
@@ -270,17 +260,7 @@ func readEvent(ctx context.Context, pool *pgxpool.Pool, eventID string) (*eventV
 	if v.History, err = ledger.Events(ctx, pool, n.ID); err != nil {
 		return nil, err
 	}
-	rows, err := pool.Query(ctx, `SELECT id, kind, state::text, attempt, max_attempts, scheduled_at,
-			coalesce(errors[array_length(errors, 1)]->>'error', '')
-		FROM river_job WHERE kind LIKE 'cancelnotify_%' AND args @> jsonb_build_object('notification_id', $1::bigint) ORDER BY id`, n.ID)
-	if err != nil {
-		return nil, fmt.Errorf("read River jobs: %w", err)
-	}
-	v.Jobs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (jobView, error) {
-		var j jobView
-		err := r.Scan(&j.ID, &j.Kind, &j.State, &j.Attempt, &j.MaxAttempts, &j.ScheduledAt, &j.LastError)
-		return j, err
-	})
+	v.Jobs, err = ledger.Jobs(ctx, pool, n.ID)
 	return v, err
 }
 

@@ -199,6 +199,33 @@ func Events(ctx context.Context, db DB, notificationID int64) ([]Event, error) {
 	})
 }
 
+// Job is a River job working on a notification (its args name it).
+type Job struct {
+	ID          int64     `json:"id"`
+	Kind        string    `json:"kind"`
+	State       string    `json:"state"`
+	Attempt     int       `json:"attempt"`
+	MaxAttempts int       `json:"max_attempts"`
+	ScheduledAt time.Time `json:"scheduled_at"`
+	LastError   string    `json:"last_error,omitempty"`
+}
+
+// Jobs returns the River jobs whose args reference notificationID, oldest
+// first. River deletes finished jobs after its retention period.
+func Jobs(ctx context.Context, db DB, notificationID int64) ([]Job, error) {
+	rows, err := db.Query(ctx, `SELECT id, kind, state::text, attempt, max_attempts, scheduled_at,
+			coalesce(errors[array_length(errors, 1)]->>'error', '')
+		FROM river_job WHERE kind LIKE 'cancelnotify_%' AND args @> jsonb_build_object('notification_id', $1::bigint) ORDER BY id`, notificationID)
+	if err != nil {
+		return nil, fmt.Errorf("read River jobs: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) {
+		var j Job
+		err := r.Scan(&j.ID, &j.Kind, &j.State, &j.Attempt, &j.MaxAttempts, &j.ScheduledAt, &j.LastError)
+		return j, err
+	})
+}
+
 // Change is one status change of one notification, after it was written.
 type Change struct {
 	Notification *Notification // the row as it is now
