@@ -145,7 +145,10 @@ func listenStatus(t *testing.T, pool *pgxpool.Pool) func() ledger.Announcement {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(conn.Release)
+	t.Cleanup(func() {
+		_, _ = conn.Exec(ctx, "UNLISTEN *")
+		conn.Release()
+	})
 	if _, err := conn.Exec(ctx, "LISTEN "+ledger.StatusChannel); err != nil {
 		t.Fatal(err)
 	}
