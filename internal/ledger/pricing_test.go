@@ -67,7 +67,7 @@ func TestPricingFirstWins(t *testing.T) {
 			wamid := fmt.Sprintf("wamid.price%d", i)
 			apply(t, pool, l, ledger.Report{NotificationID: n.ID, Wamid: wamid, Status: "sent", Source: ledger.SourceAPI})
 
-			listen := listenStatus(t, pool)
+			listen := listenStatus(t, pool, schema)
 			for _, r := range tt.reports {
 				r.Wamid = wamid
 				apply(t, pool, l, r)
@@ -136,9 +136,9 @@ func samePricing(a, b *ledger.Pricing) bool {
 		(a.Billable == nil) == (b.Billable == nil) && (a.Billable == nil || *a.Billable == *b.Billable)
 }
 
-// listenStatus starts listening on the status channel and returns a
+// listenStatus starts listening on the status channel for schema's changes and returns a
 // function that waits for what arrived and returns the last announcement.
-func listenStatus(t *testing.T, pool *pgxpool.Pool) func() ledger.Announcement {
+func listenStatus(t *testing.T, pool *pgxpool.Pool, schema string) func() ledger.Announcement {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pool.Acquire(ctx)
@@ -166,10 +166,39 @@ func listenStatus(t *testing.T, pool *pgxpool.Pool) func() ledger.Announcement {
 				}
 				return last
 			}
-			if err := json.Unmarshal([]byte(n.Payload), &last); err != nil {
+			var a ledger.Announcement
+			if err := json.Unmarshal([]byte(n.Payload), &a); err != nil {
 				t.Fatal(err)
 			}
-			wait = 300 * time.Millisecond
+			if a.Schema != schema {
+				continue // another test's: the channel is shared by every schema
+			}
+			last, wait = a, 300*time.Millisecond
+		}
+	}
+}
+
+// The announcement of a rejected or skipped row names the order and the
+// customer like any other, and says why.
+func TestAnnouncementOfRowsNeverSent(t *testing.T) {
+	t.Parallel()
+	pool, schema := dbtest.New(t)
+	l := &ledger.Ledger{Schema: schema}
+	ctx := context.Background()
+	listen := listenStatus(t, pool, schema)
+	for i, st := range []ledger.Status{ledger.StatusRejected, ledger.StatusSkipped} {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			_, err := l.Create(ctx, tx, []ledger.New{{OutboxID: int64(i + 1), EventID: "order-10482-" + string(st), EventCreatedAt: time.Now(),
+				Template: "order_cancelled", Language: "en", Status: st, ErrorCode: "invalid_phone", Error: "payload.phone is not valid",
+				OrderNumber: "10482", CustomerName: "Alexey"}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := listen()
+		if a.Status != st || a.OrderNumber != "10482" || a.CustomerName != "Alexey" || a.ErrorCode != "invalid_phone" || a.Error == "" {
+			t.Errorf("announcement of a %s row: %+v; want its order number, customer name and error", st, a)
 		}
 	}
 }
