@@ -202,3 +202,38 @@ func TestAnnouncementOfRowsNeverSent(t *testing.T) {
 		}
 	}
 }
+
+// A re-drive is a new message with a price of its own: the old pricing
+// moves to the history.
+func TestRetryForgetsPricing(t *testing.T) {
+	t.Parallel()
+	pool, schema := dbtest.New(t)
+	l := &ledger.Ledger{Schema: schema}
+	ctx := context.Background()
+	n := create(t, pool, l, 1, ledger.StatusSending)
+	apply(t, pool, l,
+		ledger.Report{NotificationID: n.ID, Wamid: "wamid.old", Status: "sent", Source: ledger.SourceAPI},
+		ledger.Report{Wamid: "wamid.old", Status: "failed", Source: ledger.SourcePoll, ErrorCode: "131026", Error: "Message undeliverable",
+			Pricing: pricing("utility", "PMP", "regular", false)})
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		locked, err := ledger.Lock(ctx, tx, n.ID)
+		if err != nil {
+			return err
+		}
+		return l.Move(ctx, tx, locked, ledger.Move{To: ledger.StatusQueued, Source: ledger.SourceOperator, Reset: true})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ledger.Get(ctx, pool, n.ID)
+	if err != nil || got.Pricing != nil || got.Wamid != "" {
+		t.Fatalf("after the re-drive: pricing %+v wamid %q (%v); want both forgotten", got.Pricing, got.Wamid, err)
+	}
+	evs, _ := ledger.Events(ctx, pool, n.ID)
+	var d struct {
+		Previous ledger.Pricing `json:"previous_pricing"`
+	}
+	if err := json.Unmarshal(evs[len(evs)-1].Detail, &d); err != nil || d.Previous.Category != "utility" {
+		t.Errorf("the re-drive's event %s does not keep the old pricing", evs[len(evs)-1].Detail)
+	}
+}

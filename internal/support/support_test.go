@@ -344,8 +344,6 @@ func TestHostileTextIsEscaped(t *testing.T) {
 			}
 		}
 	}
-	_, resp := f.get("/notifications")
-	_ = resp
 	r, err := http.Get(f.srv.URL + "/notifications")
 	if err != nil {
 		t.Fatal(err)
