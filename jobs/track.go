@@ -193,7 +193,7 @@ func OnChange(client *river.Client[pgx.Tx], schema string, callbacks bool) ledge
 
 // HookReport turns a hookInfo entry (a Meta status object) into a report.
 func HookReport(h onemsg.Hook) ledger.Report {
-	r := ledger.Report{Wamid: h.ID, Status: h.Status, OccurredAt: h.Timestamp.Time, Detail: h.Raw}
+	r := ledger.Report{Wamid: h.ID, Status: h.Status, OccurredAt: h.Timestamp.Time, Detail: h.Raw, Pricing: (*ledger.Pricing)(h.Pricing)}
 	if len(h.Errors) > 0 {
 		r.ErrorCode = strconv.Itoa(h.Errors[0].Code)
 		r.Error = h.Errors[0].Text()

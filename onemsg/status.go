@@ -18,8 +18,49 @@ type Hook struct {
 	Status      string          `json:"status"`
 	Timestamp   UnixTime        `json:"timestamp"`
 	RecipientID string          `json:"recipient_id"`
+	Pricing     *Pricing        `json:"pricing,omitempty"`
 	Errors      []MetaError     `json:"errors,omitempty"`
 	Raw         json.RawMessage `json:"-"`
+}
+
+// Pricing is the pricing object of a Meta status entry: what Meta charges
+// for the message. Entries of sent and delivered carry it; read and failed
+// usually do not.
+type Pricing struct {
+	Billable *bool  `json:"billable,omitempty"`
+	Category string `json:"category,omitempty"`      // utility, marketing, authentication, service, …
+	Model    string `json:"pricing_model,omitempty"` // PMP (per message) or CBP (per conversation)
+	Type     string `json:"type,omitempty"`          // regular, free_customer_service, free_entry_point
+}
+
+// UnmarshalJSON never fails: a pricing object of an unexpected shape must
+// not cost the status it came with. Fields of the wrong type are left empty.
+func (p *Pricing) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		*p = Pricing{}
+		return nil
+	}
+	text := func(k string) string {
+		var s string
+		_ = json.Unmarshal(m[k], &s)
+		return s
+	}
+	*p = Pricing{Category: text("category"), Model: text("pricing_model"), Type: text("type")}
+	var billable bool
+	if json.Unmarshal(m["billable"], &billable) == nil && len(m["billable"]) > 0 && string(m["billable"]) != "null" {
+		p.Billable = &billable
+	}
+	return nil
+}
+
+// pricingOf returns p when it says anything, else nil: an empty or null
+// pricing object is no pricing.
+func pricingOf(p *Pricing) *Pricing {
+	if p == nil || (p.Billable == nil && p.Category == "" && p.Model == "" && p.Type == "") {
+		return nil
+	}
+	return p
 }
 
 // MetaError is an entry of a Meta status's errors array.
@@ -97,6 +138,7 @@ func (c *Client) HookInfo(ctx context.Context, messageID string) (_ []Hook, err 
 			continue // one odd entry must not hide the others
 		}
 		h.Raw = raw
+		h.Pricing = pricingOf(h.Pricing)
 		hooks = append(hooks, h)
 	}
 	return hooks, nil

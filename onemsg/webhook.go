@@ -18,6 +18,7 @@ type StatusUpdate struct {
 	Error     string   // failure text (acks carry text, not codes)
 	Code      int      // Meta error code, when given (hooks and raw Meta)
 	Timestamp UnixTime // zero for acks: 1MSG sends none
+	Pricing   *Pricing // nil unless the entry carries a pricing object
 	Raw       json.RawMessage
 }
 
@@ -34,6 +35,7 @@ var ErrMalformedWebhook = errors.New("malformed webhook payload")
 // ParseWebhook reads every payload shape 1MSG is known to push:
 //
 //   - normalized acks: {"instanceId": …, "ack": [{"id", "chatId", "phone", "status", "error"}]}
+//     (1MSG's acks carry no pricing today; one that does is read like Meta's)
 //   - hook entries shaped like hookInfo's: {"hooks": [{"id", "status", "timestamp", "errors"}]}
 //   - raw Meta (rawHooks): {"entry": [{"changes": [{"value": {"statuses": […]}}]}]}
 //   - inbound messages {"messages": […]}, counted only.
@@ -62,11 +64,12 @@ func ParseWebhook(body []byte) (*Webhook, error) {
 	w := &Webhook{InstanceID: instanceID(root.InstanceID), Messages: len(root.Messages)}
 	for _, raw := range root.Ack {
 		var a struct {
-			ID     string          `json:"id"`
-			Status string          `json:"status"`
-			Phone  string          `json:"phone"`
-			ChatID string          `json:"chatId"`
-			Error  json.RawMessage `json:"error"`
+			ID      string          `json:"id"`
+			Status  string          `json:"status"`
+			Phone   string          `json:"phone"`
+			ChatID  string          `json:"chatId"`
+			Error   json.RawMessage `json:"error"`
+			Pricing *Pricing        `json:"pricing"`
 		}
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return nil, fmt.Errorf("%w: ack entry: %v", ErrMalformedWebhook, err)
@@ -79,7 +82,8 @@ func ParseWebhook(body []byte) (*Webhook, error) {
 		if code == 0 && msg != "" {
 			code = CodeForText(msg)
 		}
-		w.Statuses = append(w.Statuses, StatusUpdate{ID: a.ID, Status: a.Status, Phone: phone, Error: msg, Code: code, Raw: raw})
+		w.Statuses = append(w.Statuses, StatusUpdate{ID: a.ID, Status: a.Status, Phone: phone, Error: msg, Code: code,
+			Pricing: pricingOf(a.Pricing), Raw: raw})
 	}
 	for _, raw := range root.Hooks {
 		u, err := metaStatus(raw)
@@ -109,7 +113,7 @@ func metaStatus(raw json.RawMessage) (StatusUpdate, error) {
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return StatusUpdate{}, err
 	}
-	u := StatusUpdate{ID: h.ID, Status: h.Status, Phone: h.RecipientID, Timestamp: h.Timestamp, Raw: raw}
+	u := StatusUpdate{ID: h.ID, Status: h.Status, Phone: h.RecipientID, Timestamp: h.Timestamp, Pricing: pricingOf(h.Pricing), Raw: raw}
 	if len(h.Errors) > 0 {
 		u.Code, u.Error = h.Errors[0].Code, h.Errors[0].Text()
 	}

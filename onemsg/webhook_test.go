@@ -104,3 +104,46 @@ func FuzzParseWebhook(f *testing.F) {
 		}
 	})
 }
+
+// Pricing is read from every status shape; an odd pricing object never
+// costs the status.
+func TestParseWebhookPricing(t *testing.T) {
+	t.Parallel()
+	yes, no := true, false
+	utility := &Pricing{Billable: &yes, Category: "utility", Model: "PMP", Type: "regular"}
+	const p = `"pricing":{"billable":true,"category":"utility","pricing_model":"PMP","type":"regular"}`
+	tests := []struct {
+		name string
+		body string
+		want *Pricing
+	}{
+		{"ack", `{"instanceId":"c","ack":[{"id":"wamid.A","status":"sent",` + p + `}]}`, utility},
+		{"ack without pricing (1MSG today)", `{"instanceId":"c","ack":[{"id":"wamid.A","status":"sent","category":"utility"}]}`, nil},
+		{"hooks entry", `{"hooks":[{"id":"wamid.A","status":"sent","timestamp":"1654864094",` + p + `}]}`, utility},
+		{"raw Meta status", `{"entry":[{"changes":[{"value":{"statuses":[{"id":"wamid.A","status":"delivered",` + p + `}]}}]}]}`, utility},
+		{"free service", `{"hooks":[{"id":"wamid.A","status":"sent","pricing":{"billable":false,"category":"service","pricing_model":"PMP","type":"free_customer_service"}}]}`,
+			&Pricing{Billable: &no, Category: "service", Model: "PMP", Type: "free_customer_service"}},
+		{"empty object", `{"hooks":[{"id":"wamid.A","status":"sent","pricing":{}}]}`, nil},
+		{"null", `{"ack":[{"id":"wamid.A","status":"sent","pricing":null}]}`, nil},
+		{"wrong types", `{"hooks":[{"id":"wamid.A","status":"sent","pricing":{"billable":"yes","category":"utility","pricing_model":7}}]}`,
+			&Pricing{Category: "utility"}},
+		{"not an object", `{"ack":[{"id":"wamid.A","status":"sent","pricing":"utility"}]}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := ParseWebhook([]byte(tt.body))
+			if err != nil {
+				t.Fatalf("ParseWebhook: %v", err)
+			}
+			if len(w.Statuses) != 1 || w.Statuses[0].ID != "wamid.A" {
+				t.Fatalf("statuses %+v", w.Statuses)
+			}
+			got := w.Statuses[0].Pricing
+			if (got == nil) != (tt.want == nil) || (got != nil && (got.Category != tt.want.Category || got.Model != tt.want.Model ||
+				got.Type != tt.want.Type || (got.Billable == nil) != (tt.want.Billable == nil) ||
+				(got.Billable != nil && *got.Billable != *tt.want.Billable))) {
+				t.Errorf("pricing %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

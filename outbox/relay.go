@@ -266,7 +266,7 @@ func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
 		news[i] = ledger.New{
 			OutboxID: x.id, EventID: x.eventID, EventCreatedAt: x.createdAt, Phone: d.Phone,
 			Template: r.cfg.Template, Language: d.Language, Params: d.Params, Shortened: d.Shortened,
-			Status: d.Status, ErrorCode: d.Code, Error: d.Reason,
+			Status: d.Status, ErrorCode: d.Code, Error: d.Reason, OrderNumber: d.OrderNumber, CustomerName: d.CustomerName,
 		}
 	}
 	if err := r.pace(ctx, tx, news); err != nil {

@@ -35,6 +35,7 @@ const (
 	valMaxBodyRunes     = 1024 // Meta: hydrated template body (error 132005)
 	valMinShortRunes    = 20   // product_name / next_step are never cut below this
 	valMaxReasonValue   = 80   // runes of a user value quoted in a Reason
+	valMaxIdentRunes    = 200  // runes of Decision.OrderNumber and CustomerName
 	valMaxPhoneDigits   = 17   // E.164 allows 15; 2 more for a "(0)" trunk prefix
 	valDefaultLanguage  = "en" // when Validator.Language is empty (ONEMSG_LANGUAGE default)
 	valPhoneExample     = `"+7 900 123-45-67"`
@@ -71,13 +72,17 @@ type Validator struct {
 
 // Decision is what to do with one outbox row.
 type Decision struct {
-	Status    ledger.Status // StatusQueued, StatusRejected or StatusSkipped
-	Phone     string        // normalized digits, E.164 without "+" ("" when the phone could not be read)
-	Language  string        // template language code to send with
-	Params    []string      // the four body texts exactly as they will be sent (nil when rejected or skipped)
-	Shortened []string      // names of payload keys that were shortened to fit 1024 chars, in order ("product_name", "next_step")
-	Code      string        // machine-readable reason for rejected/skipped, e.g. "missing_field", "invalid_phone", "not_a_string", "empty_text", "body_too_long", "unknown_event_type", "invalid_json", "payload_too_large", "invalid_language", "opted_out"
-	Reason    string        // human sentence naming the field, the rule and what to do, e.g. `payload.phone "12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"`
+	Status   ledger.Status // StatusQueued, StatusRejected or StatusSkipped
+	Phone    string        // normalized digits, E.164 without "+" ("" when the phone could not be read)
+	Language string        // template language code to send with
+	Params   []string      // the four body texts exactly as they will be sent (nil when rejected or skipped)
+	// OrderNumber and CustomerName as the payload gave them, whenever they
+	// could be read, also for rejected and skipped rows (at most 200 runes).
+	OrderNumber  string
+	CustomerName string
+	Shortened    []string // names of payload keys that were shortened to fit 1024 chars, in order ("product_name", "next_step")
+	Code         string   // machine-readable reason for rejected/skipped, e.g. "missing_field", "invalid_phone", "not_a_string", "empty_text", "body_too_long", "unknown_event_type", "invalid_json", "payload_too_large", "invalid_language", "opted_out"
+	Reason       string   // human sentence naming the field, the rule and what to do, e.g. `payload.phone "12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"`
 }
 
 func (d Decision) reject(code, reason string) Decision {
@@ -156,7 +161,18 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 	}
 
 	// Best effort, before anything can fail, so rejected and skipped rows
-	// still record the recipient and the language.
+	// still record the recipient, the order and the language.
+	if raw, ok := obj["order_number"]; ok {
+		switch valKind(raw) {
+		case "string":
+			d.OrderNumber = valClip(valNormalizeText(valString(raw)), valMaxIdentRunes)
+		case "number":
+			d.OrderNumber = valClip(valNumberText(string(bytes.TrimSpace(raw))), valMaxIdentRunes)
+		}
+	}
+	if raw, ok := obj["customer_name"]; ok && valKind(raw) == "string" {
+		d.CustomerName = valClip(valNormalizeText(valString(raw)), valMaxIdentRunes)
+	}
 	var phoneRaw string
 	phoneIsString := false
 	if raw, ok := obj["phone"]; ok && valKind(raw) == "string" {
@@ -292,6 +308,7 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 
 	d.Status = ledger.StatusQueued
 	d.Params = params
+	d.OrderNumber, d.CustomerName = params[1], params[0]
 	return d
 }
 

@@ -271,6 +271,7 @@ func TestValidate(t *testing.T) {
 			}
 			reason := got.Reason
 			got.Reason = ""
+			got.OrderNumber, got.CustomerName = "", "" // TestValidateIdentifies
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Validate() =\n%s\nwant\n%s\nreason: %s", vDump(got), vDump(want), reason)
 			}
@@ -456,4 +457,28 @@ func ExampleValidator_Validate() {
 	// rejected invalid_phone
 	// payload.phone "12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"
 	// skipped opted_out 79001234567
+}
+
+// Rejected and skipped rows still say which order and customer they were
+// about, so the NOTIFY payload and the support page can name them.
+func TestValidateIdentifies(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, payload   string
+		status          ledger.Status
+		order, customer string
+	}{
+		{"queued", `{"phone":"+7 900 123-45-67","customer_name":"Alexey","order_number":10482,"product_name":"P","next_step":"N"}`, ledger.StatusQueued, "10482", "Alexey"},
+		{"rejected: bad phone", `{"phone":"12","customer_name":" Alexey ","order_number":"10482","product_name":"P","next_step":"N"}`, ledger.StatusRejected, "10482", "Alexey"},
+		{"skipped", `{"whatsapp_opt_in":false,"customer_name":"Ann","order_number":1.0482e4}`, ledger.StatusSkipped, "10482", "Ann"},
+		{"rejected: order not readable", `{"customer_name":7,"order_number":{"x":1}}`, ledger.StatusRejected, "", ""},
+		{"rejected: long name clipped", `{"customer_name":"` + strings.Repeat("n", 300) + `"}`, ledger.StatusRejected, "", strings.Repeat("n", 200) + "…"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Validator{}.Validate(EventTypeOrderCancelled, []byte(tc.payload))
+			if d.Status != tc.status || d.OrderNumber != tc.order || d.CustomerName != tc.customer {
+				t.Errorf("status %s order %q customer %q; want %s %q %q (%s)", d.Status, d.OrderNumber, d.CustomerName, tc.status, tc.order, tc.customer, d.Reason)
+			}
+		})
+	}
 }

@@ -35,10 +35,6 @@ COMMENT ON COLUMN channel_health.trial_job_id IS 'In trial: the River send job w
 COMMENT ON COLUMN channel_health.trial_until IS 'In trial: when an unfinished claim lapses and another send may try.';
 COMMENT ON COLUMN channel_health.updated_at IS 'Last change of the row.';
 
--- Which channel a notification goes through; every row today is default's.
-ALTER TABLE notification ADD COLUMN channel text NOT NULL DEFAULT 'default';
-COMMENT ON COLUMN notification.channel IS 'Channel the message goes through (default for the ONEMSG_* channel); its health holds or releases the send.';
-
 -- A payload language the approved template lacked: the message went in the
 -- channel's default language (notification.language) instead.
 ALTER TABLE notification ADD COLUMN language_fallback_from text;

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
@@ -115,5 +117,46 @@ func TestOutboxTriggerNotifies(t *testing.T) {
 	n, err := conn.Conn().WaitForNotification(ctx)
 	if err != nil || n.Channel != schema+".outbox" {
 		t.Fatalf("notification %+v, %v", n, err)
+	}
+}
+
+// Every table, view and column cancelnotify owns carries a COMMENT, so that
+// \d+ explains them to a DBA. River's tables document themselves.
+func TestEveryObjectIsCommented(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := dbtest.New(t)
+	rows, err := pool.Query(ctx, `
+		SELECT c.relname, NULL::text FROM pg_class c
+		WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p')
+		  AND c.relname NOT LIKE 'river\_%' AND obj_description(c.oid, 'pg_class') IS NULL
+		UNION ALL
+		SELECT c.relname, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+		WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p')
+		  AND c.relname NOT LIKE 'river\_%' AND a.attnum > 0 AND NOT a.attisdropped
+		  AND col_description(c.oid, a.attnum) IS NULL
+		ORDER BY 1, 2`, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type missing struct {
+		Rel    string
+		Column *string
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[missing])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range got {
+		if m.Column == nil {
+			t.Errorf("%s has no COMMENT ON TABLE/VIEW: add one in a migration", m.Rel)
+		} else {
+			t.Errorf("%s.%s has no COMMENT ON COLUMN: add one in a migration", m.Rel, *m.Column)
+		}
+	}
+	var objects int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relnamespace = $1::regnamespace
+		AND relkind IN ('r', 'v') AND relname NOT LIKE 'river\_%'`, schema).Scan(&objects); err != nil || objects < 5 {
+		t.Fatalf("found %d cancelnotify tables and views (%v); the query looks in the wrong place", objects, err)
 	}
 }

@@ -12,14 +12,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/redrive"
 	"github.com/cancelnotify/cancelnotify/internal/textcut"
-	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
@@ -51,7 +48,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		statuses = append(statuses, st)
 	}
 	if fs.NArg() > 1 || (fs.NArg() == 1 && len(statuses) > 0) {
-		return usageError("status takes one EVENT_ID, or --status filters, or nothing (counts)")
+		return usageError("status takes one EVENT_ID or ORDER_NUMBER, or --status filters, or nothing (counts)")
 	}
 	if err := s.err(); err != nil {
 		return err
@@ -68,11 +65,14 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	var text func(io.Writer)
 	switch {
 	case fs.NArg() == 1:
-		ev, err := readEvent(ctx, pool, schema, fs.Arg(0))
+		evs, err := readEvents(ctx, pool, schema, fs.Arg(0))
 		if err != nil {
 			return err
 		}
-		v, text = ev, ev.print
+		v, text = evs, evs.print
+		if len(evs) == 1 {
+			v = evs[0] // an event id: the object itself, as scripts expect
+		}
 	case len(statuses) > 0:
 		list, err := readList(ctx, pool, redrive.Filter{Statuses: statuses, Since: window, Limit: n})
 		if err != nil {
@@ -196,6 +196,44 @@ func (l list) print(w io.Writer) {
 	fmt.Fprintf(w, "%d notifications\n", len(l))
 }
 
+// events is `status EVENT_ID|ORDER_NUMBER`: every event that matches.
+type events []*eventView
+
+// readEvents finds the events whose event id or order number is term,
+// newest first: an order cancelled twice, or an order number that is also
+// some event's id, shows them all.
+func readEvents(ctx context.Context, pool *pgxpool.Pool, schema, term string) (events, error) {
+	ids, err := ledger.Lookup(ctx, pool, term)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("no event has event_id or order number %q: check what the OMS wrote (SELECT event_id, payload->>'order_number' FROM %s ORDER BY id DESC LIMIT 10); rows not relayed yet are found by event_id only",
+			term, pgx.Identifier{schema, "outbox"}.Sanitize())
+	}
+	out := make(events, 0, len(ids))
+	for _, id := range ids {
+		ev, err := readEvent(ctx, pool, schema, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func (es events) print(w io.Writer) {
+	for i, ev := range es {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		ev.print(w)
+	}
+	if len(es) > 1 {
+		fmt.Fprintf(w, "\n%d events match\n", len(es))
+	}
+}
+
 // eventView is `status EVENT_ID`.
 type eventView struct {
 	EventID      string               `json:"event_id"`
@@ -205,21 +243,11 @@ type eventView struct {
 	RelayedAt    *time.Time           `json:"relayed_at"`
 	Notification *ledger.Notification `json:"notification"`
 	History      []ledger.Event       `json:"history"`
-	Jobs         []jobView            `json:"river_jobs"`
+	Jobs         []ledger.Job         `json:"river_jobs"`
 	// LanguageFallbackFrom is the payload's language when the template
 	// lacked it and the message went in the channel's default instead.
 	LanguageFallbackFrom string         `json:"language_fallback_from,omitempty"`
 	Channel              *health.Status `json:"channel,omitempty"` // when the channel holds this queued row
-}
-
-type jobView struct {
-	ID          int64     `json:"id"`
-	Kind        string    `json:"kind"`
-	State       string    `json:"state"`
-	Attempt     int       `json:"attempt"`
-	MaxAttempts int       `json:"max_attempts"`
-	ScheduledAt time.Time `json:"scheduled_at"`
-	LastError   string    `json:"last_error,omitempty"`
 }
 
 func readEvent(ctx context.Context, pool *pgxpool.Pool, schema, eventID string) (*eventView, error) {
@@ -255,23 +283,8 @@ func readEvent(ctx context.Context, pool *pgxpool.Pool, schema, eventID string) 
 			v.Channel = &chans[0]
 		}
 	}
-	// Insert-only: it only reads River's jobs through River's API.
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema})
-	if err != nil {
-		return nil, err
-	}
-	rows, err := jobs.OfNotification(ctx, client, n.ID)
-	if err != nil {
-		return nil, err
-	}
-	for _, j := range rows {
-		jv := jobView{ID: j.ID, Kind: j.Kind, State: string(j.State), Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, ScheduledAt: j.ScheduledAt}
-		if len(j.Errors) > 0 {
-			jv.LastError = j.Errors[len(j.Errors)-1].Error
-		}
-		v.Jobs = append(v.Jobs, jv)
-	}
-	return v, nil
+	v.Jobs, err = ledger.Jobs(ctx, pool, n.ID)
+	return v, err
 }
 
 func (v *eventView) print(w io.Writer) {
@@ -284,7 +297,8 @@ func (v *eventView) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	fmt.Fprintf(tw, "status\t%s\n", n.Status)
 	fmt.Fprintf(tw, "wamid\t%s\n", dash(n.Wamid))
-	fmt.Fprintf(tw, "to\t%s\n", dash(ledger.MaskPhone(n.Phone)))
+	fmt.Fprintf(tw, "order\t%s (%s)\n", dash(n.OrderNumber()), dash(n.CustomerName()))
+	fmt.Fprintf(tw, "to\t%s via channel %s\n", dash(ledger.MaskPhone(n.Phone)), n.Channel)
 	if v.LanguageFallbackFrom != "" {
 		fmt.Fprintf(tw, "template\t%s (%s: fallback, the template lacks the payload's %s)\n", n.Template, n.Language, v.LanguageFallbackFrom)
 	} else {
@@ -303,6 +317,7 @@ func (v *eventView) print(w io.Writer) {
 		fmt.Fprintf(tw, "error\t%s: %s\n", dash(n.ErrorCode), n.Error)
 	}
 	fmt.Fprintf(tw, "attempts\t%d\n", n.Attempts)
+	fmt.Fprintf(tw, "pricing\t%s\n", pricingText(n.Pricing))
 	fmt.Fprintf(tw, "times\tsent %s · delivered %s · read %s · failed %s\n", ts(n.SentAt), ts(n.DeliveredAt), ts(n.ReadAt), ts(n.FailedAt))
 	tw.Flush()
 
@@ -326,6 +341,18 @@ func (v *eventView) print(w io.Writer) {
 	if len(v.Jobs) == 0 {
 		fmt.Fprintln(w, "  none (finished jobs are deleted after River's retention period)")
 	}
+}
+
+// pricingText is what Meta says the message costs, in one line.
+func pricingText(p *ledger.Pricing) string {
+	if p == nil {
+		return "not known yet (Meta reports it with the sent or delivered status)"
+	}
+	billable := "billable unknown"
+	if p.Billable != nil {
+		billable = map[bool]string{true: "billable", false: "not billable"}[*p.Billable]
+	}
+	return fmt.Sprintf("%s · %s · %s · %s", dash(p.Category), dash(p.Model), dash(p.Type), billable)
 }
 
 func ts(t *time.Time) string {

@@ -64,7 +64,7 @@ func init() {
 		{"bench", "", "measure throughput, latency and Postgres cost against a separate sandbox and daemon", "cancelnotify bench", cmdBench},
 		{"retry", "EVENT_ID… | --status failed [--since 2h]", "re-drive failed or expired notifications (a new send; the history stays)", "cancelnotify retry --status failed --since 2h", cmdRetry},
 		{"resolve", "EVENT_ID --sent WAMID | --resend | --abandon", "settle a notification held in_doubt", "cancelnotify resolve order-10482-cancelled --resend", cmdResolve},
-		{"status", "[EVENT_ID]", "one event's full history, or counts by status", "cancelnotify status order-10482-cancelled", cmdStatus},
+		{"status", "[EVENT_ID | ORDER_NUMBER]", "an event's (or an order's) full history and cost, or counts by status", "cancelnotify status 10482", cmdStatus},
 	}
 }
 

@@ -13,7 +13,8 @@ import (
 
 // adminHandler serves the operator endpoints on the admin listener (never
 // the public webhook one): /healthz and /readyz for probes, and /metrics,
-// /riverui/ and /debug/pprof/ behind basic auth when a user is configured.
+// /riverui/, the support page /notifications and /debug/pprof/ behind basic
+// auth when a user is configured.
 func (d *Daemon) adminHandler(ctx context.Context) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -36,6 +37,12 @@ func (d *Daemon) adminHandler(ctx context.Context) (http.Handler, error) {
 	}
 	private.Handle("/riverui/", ui)
 	private.Handle("/riverui", ui)
+	sp, err := d.supportPage()
+	if err != nil {
+		return nil, err
+	}
+	private.Handle("/notifications", sp)
+	private.Handle("/notifications/", sp)
 	private.HandleFunc("/debug/pprof/", pprof.Index)
 	private.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	private.HandleFunc("/debug/pprof/profile", pprof.Profile)

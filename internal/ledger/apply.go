@@ -25,7 +25,8 @@ type Report struct {
 	ErrorCode      string    // for failed
 	Error          string    // for failed
 	Detail         json.RawMessage
-	TrackJobID     int64 // with NotificationID: the River job that follows the message
+	TrackJobID     int64    // with NotificationID: the River job that follows the message
+	Pricing        *Pricing // the entry's pricing object, nil when it had none
 }
 
 // MapStatus maps a status name used by 1MSG or Meta to a Status. "viewed" is
@@ -155,6 +156,14 @@ func (a *applier) report(r Report) {
 	if ev.detail == nil && (r.Error != "" || r.ErrorCode != "") {
 		ev.detail = detailJSON(map[string]any{"error_code": r.ErrorCode, "error": r.Error})
 	}
+	// The first entry with pricing sets it; one without never clears it.
+	// Rows never sent have no price to learn.
+	if n.Pricing == nil && r.Pricing != nil && n.Status != StatusRejected && n.Status != StatusSkipped &&
+		(r.NotificationID != 0 || n.Wamid == r.Wamid) {
+		p := *r.Pricing
+		n.Pricing = &p
+		a.w.touch(n)
+	}
 	st, ok := MapStatus(r.Status)
 	if !ok {
 		a.res.Unmapped++
@@ -249,6 +258,7 @@ func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
 		return nil
 	}
 	var wamids, statuses, codes, errs, details []string
+	var pricing []*string
 	var occurred []*time.Time
 	for _, r := range reports {
 		wamids = append(wamids, r.Wamid)
@@ -256,6 +266,13 @@ func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
 		codes = append(codes, r.ErrorCode)
 		errs = append(errs, textcut.Truncate(r.Error, 2000))
 		details = append(details, string(nonEmptyJSON(r.Detail)))
+		var p *string
+		if r.Pricing != nil {
+			b, _ := json.Marshal(r.Pricing)
+			s := string(b)
+			p = &s
+		}
+		pricing = append(pricing, p)
 		var t *time.Time
 		if !r.OccurredAt.IsZero() {
 			u := r.OccurredAt.UTC()
@@ -263,10 +280,10 @@ func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
 		}
 		occurred = append(occurred, t)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO webhook_orphan (wamid, status, error_code, error, occurred_at, detail)
-		SELECT w, s, nullif(c, ''), nullif(e, ''), o, d
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[]) AS u(w, s, c, e, o, d)`,
-		wamids, statuses, codes, errs, occurred, details)
+	_, err := tx.Exec(ctx, `INSERT INTO webhook_orphan (wamid, status, error_code, error, occurred_at, detail, pricing)
+		SELECT w, s, nullif(c, ''), nullif(e, ''), o, d, p
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::jsonb[]) AS u(w, s, c, e, o, d, p)`,
+		wamids, statuses, codes, errs, occurred, details, pricing)
 	if err != nil {
 		return fmt.Errorf("hold statuses for unknown wamids: %w", err)
 	}
@@ -276,7 +293,7 @@ func holdOrphans(ctx context.Context, tx pgx.Tx, reports []Report) error {
 // takeOrphans removes and returns the held statuses of wamids.
 func takeOrphans(ctx context.Context, tx pgx.Tx, wamids []string) ([]Report, error) {
 	rows, err := tx.Query(ctx, `DELETE FROM webhook_orphan WHERE wamid = ANY($1)
-		RETURNING wamid, status, coalesce(error_code, ''), coalesce(error, ''), occurred_at, detail, id`, wamids)
+		RETURNING wamid, status, coalesce(error_code, ''), coalesce(error, ''), occurred_at, detail, id, pricing`, wamids)
 	if err != nil {
 		return nil, fmt.Errorf("adopt held statuses: %w", err)
 	}
@@ -287,9 +304,16 @@ func takeOrphans(ctx context.Context, tx pgx.Tx, wamids []string) ([]Report, err
 	got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (orphan, error) {
 		var o orphan
 		var occurred *time.Time
-		err := row.Scan(&o.r.Wamid, &o.r.Status, &o.r.ErrorCode, &o.r.Error, &occurred, &o.r.Detail, &o.id)
+		var pricing []byte
+		err := row.Scan(&o.r.Wamid, &o.r.Status, &o.r.ErrorCode, &o.r.Error, &occurred, &o.r.Detail, &o.id, &pricing)
 		if occurred != nil {
 			o.r.OccurredAt = *occurred
+		}
+		if len(pricing) > 0 {
+			var p Pricing
+			if json.Unmarshal(pricing, &p) == nil {
+				o.r.Pricing = &p
+			}
 		}
 		o.r.Source = SourceWebhook
 		return o, err
@@ -344,7 +368,7 @@ type Move struct {
 	Attempt     bool   // count a send attempt and stamp attempted_at (the recorded intent)
 	OnemsgJobID string // 1MSG's queue job id, when a send was queued
 	// Reset forgets the previous message (wamid, error, 1MSG job id, sent
-	// and later times) for a re-drive; the history keeps them.
+	// and later times, pricing) for a re-drive; the history keeps them.
 	Reset  bool
 	Detail map[string]any
 }
@@ -364,7 +388,10 @@ func (l *Ledger) Move(ctx context.Context, tx pgx.Tx, n *Notification, m Move) e
 		if n.Wamid != "" {
 			detail["previous_wamid"] = n.Wamid
 		}
-		n.Wamid, n.OnemsgJobID = "", ""
+		if n.Pricing != nil {
+			detail["previous_pricing"] = n.Pricing
+		}
+		n.Wamid, n.OnemsgJobID, n.Pricing = "", "", nil
 		n.SentAt, n.DeliveredAt, n.ReadAt, n.FailedAt = nil, nil, nil, nil
 	}
 	n.Status = m.To
@@ -415,6 +442,10 @@ type New struct {
 	Error          string
 	NotBefore      time.Time // earliest send (per-recipient pacing); zero = now
 	TraceParent    string    // the notification's trace (internal/tracing); "" when traces are off
+	// OrderNumber and CustomerName as the payload gave them; default to
+	// Params[1] and Params[0].
+	OrderNumber  string
+	CustomerName string
 }
 
 // Create inserts notifications with their first event in one statement and
@@ -427,6 +458,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		outboxIDs                                    []int64
 		eventIDs, phones, templates, langs, statuses []string
 		codes, errs, params, shortened, details      []string
+		orders, customers                            []string
 		createdAts                                   []time.Time
 		notBefore                                    []*time.Time
 		traceParents                                 []string
@@ -448,6 +480,8 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		statuses = append(statuses, string(n.Status))
 		codes = append(codes, n.ErrorCode)
 		errs = append(errs, textcut.Truncate(n.Error, 2000))
+		orders = append(orders, n.orderNumber())
+		customers = append(customers, n.customerName())
 		p, _ := json.Marshal(nonNil(n.Params))
 		params = append(params, string(p))
 		s, _ := json.Marshal(nonNil(n.Shortened))
@@ -463,34 +497,37 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	}
 	rows, err := tx.Query(ctx, `WITH input AS (
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::timestamptz[], $14::text[])
+				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::timestamptz[], $14::text[],
+				$15::text[], $16::text[])
 				WITH ORDINALITY AS i(outbox_id, event_id, event_created_at, phone, template, language, params,
-					shortened, status, error_code, error, detail, not_before, trace_parent, ord)
+					shortened, status, error_code, error, detail, not_before, trace_parent, order_number, customer_name, ord)
 		), ins AS (
 			INSERT INTO notification (outbox_id, event_id, event_created_at, phone, template, language, params,
-				shortened, status, error_code, error, not_before, trace_parent)
+				shortened, status, error_code, error, not_before, trace_parent, order_number, customer_name)
 			SELECT outbox_id, event_id, event_created_at, phone, template, language, params,
 				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, ''), not_before,
-				nullif(trace_parent, '')
+				nullif(trace_parent, ''), nullif(order_number, ''), nullif(customer_name, '')
 			FROM input ORDER BY ord
-			RETURNING id, outbox_id, created_at
+			RETURNING id, outbox_id, created_at, channel
 		), ev AS (
 			INSERT INTO notification_event (notification_id, status, source, applied, detail)
 			SELECT ins.id, input.status, 'daemon', true, input.detail
 			FROM ins JOIN input USING (outbox_id) ORDER BY input.ord
 		)
-		SELECT ins.id, ins.created_at FROM ins JOIN input USING (outbox_id) ORDER BY input.ord`,
-		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details, notBefore, traceParents)
+		SELECT ins.id, ins.created_at, ins.channel FROM ins JOIN input USING (outbox_id) ORDER BY input.ord`,
+		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details, notBefore,
+		traceParents, orders, customers)
 	if err != nil {
 		return nil, fmt.Errorf("create notifications: %w", err)
 	}
 	type created struct {
-		id int64
-		at time.Time
+		id      int64
+		at      time.Time
+		channel string
 	}
 	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (created, error) {
 		var c created
-		err := r.Scan(&c.id, &c.at)
+		err := r.Scan(&c.id, &c.at, &c.channel)
 		return c, err
 	})
 	if err != nil {
@@ -505,7 +542,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		out[i] = &Notification{ID: got[i].id, OutboxID: n.OutboxID, EventID: n.EventID, EventCreatedAt: n.EventCreatedAt,
 			Phone: n.Phone, Template: n.Template, Language: n.Language, Params: n.Params, Shortened: n.Shortened,
 			Status: n.Status, ErrorCode: n.ErrorCode, Error: n.Error, CreatedAt: got[i].at, UpdatedAt: got[i].at,
-			TraceParent: n.TraceParent}
+			TraceParent: n.TraceParent, Order: n.orderNumber(), Customer: n.customerName(), Channel: got[i].channel}
 		w.changes = append(w.changes, Change{Notification: out[i], To: n.Status, Source: SourceDaemon, At: got[i].at})
 	}
 	// Rows and first events are written above; only announce them.
@@ -513,6 +550,20 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		return nil, err
 	}
 	return out, nil
+}
+
+func (n New) orderNumber() string {
+	if n.OrderNumber == "" && len(n.Params) > 1 {
+		return n.Params[1]
+	}
+	return textcut.Truncate(n.OrderNumber, 200)
+}
+
+func (n New) customerName() string {
+	if n.CustomerName == "" && len(n.Params) > 0 {
+		return n.Params[0]
+	}
+	return textcut.Truncate(n.CustomerName, 200)
 }
 
 func nonNil(s []string) []string {

@@ -62,12 +62,41 @@ type Notification struct {
 	ReadAt         *time.Time `json:"read_at"`
 	FailedAt       *time.Time `json:"failed_at"`
 	TraceParent    string     `json:"trace_parent,omitempty"` // W3C traceparent of its trace; "" when traces are off
+	// Order and Customer are the order number and customer name as the
+	// payload gave them, also for rejected and skipped rows.
+	Order    string   `json:"order_number,omitempty"`
+	Customer string   `json:"customer_name,omitempty"`
+	Channel  string   `json:"channel"`
+	Pricing  *Pricing `json:"pricing,omitempty"` // nil until a status entry with pricing arrived
 }
 
-// OrderNumber returns the order number as sent ({{2}}), if known.
+// Pricing is what Meta says a message costs: the pricing object of its
+// status entries (README.md, "The record for CRM and finance").
+type Pricing struct {
+	Billable *bool  `json:"billable,omitempty"`
+	Category string `json:"category,omitempty"`      // utility, marketing, authentication, service
+	Model    string `json:"pricing_model,omitempty"` // e.g. PMP
+	Type     string `json:"type,omitempty"`          // regular, free_customer_service, free_entry_point
+}
+
+// OrderNumber returns the order number ({{2}}), if known.
 func (n *Notification) OrderNumber() string {
+	if n.Order != "" {
+		return n.Order
+	}
 	if len(n.Params) > 1 {
 		return n.Params[1]
+	}
+	return ""
+}
+
+// CustomerName returns the customer's name ({{1}}), if known.
+func (n *Notification) CustomerName() string {
+	if n.Customer != "" {
+		return n.Customer
+	}
+	if len(n.Params) > 0 {
+		return n.Params[0]
 	}
 	return ""
 }
@@ -75,22 +104,35 @@ func (n *Notification) OrderNumber() string {
 const notificationColumns = `id, outbox_id, event_id, event_created_at, phone, template, language,
 	params, shortened, status, coalesce(wamid, ''), coalesce(onemsg_job_id, ''), coalesce(track_job_id, 0), coalesce(error_code, ''),
 	coalesce(error, ''), attempts, attempted_at, created_at, updated_at, sent_at, delivered_at, read_at, failed_at,
-	coalesce(trace_parent, '')`
+	coalesce(trace_parent, ''), coalesce(order_number, ''), coalesce(customer_name, ''), channel,
+	pricing_category, pricing_model, pricing_type, billable`
 
 func scanNotification(row pgx.Row) (*Notification, error) {
 	var n Notification
 	var params []byte
+	var category, model, typ *string
+	var billable *bool
 	err := row.Scan(&n.ID, &n.OutboxID, &n.EventID, &n.EventCreatedAt, &n.Phone, &n.Template, &n.Language,
 		&params, &n.Shortened, &n.Status, &n.Wamid, &n.OnemsgJobID, &n.TrackJobID, &n.ErrorCode,
 		&n.Error, &n.Attempts, &n.AttemptedAt, &n.CreatedAt, &n.UpdatedAt, &n.SentAt, &n.DeliveredAt, &n.ReadAt, &n.FailedAt,
-		&n.TraceParent)
+		&n.TraceParent, &n.Order, &n.Customer, &n.Channel, &category, &model, &typ, &billable)
 	if err != nil {
 		return nil, err
+	}
+	if category != nil || model != nil || typ != nil || billable != nil {
+		n.Pricing = &Pricing{Billable: billable, Category: deref(category), Model: deref(model), Type: deref(typ)}
 	}
 	if err := json.Unmarshal(params, &n.Params); err != nil {
 		return nil, fmt.Errorf("notification %d: params: %w", n.ID, err)
 	}
 	return &n, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // ErrNotFound is returned when a notification does not exist.
@@ -104,6 +146,20 @@ func Get(ctx context.Context, db DB, id int64) (*Notification, error) {
 // GetByEventID reads the notification of an outbox event.
 func GetByEventID(ctx context.Context, db DB, eventID string) (*Notification, error) {
 	return getOne(ctx, db, "SELECT "+notificationColumns+" FROM notification WHERE outbox_id = (SELECT id FROM outbox WHERE event_id = $1)", eventID)
+}
+
+// Lookup returns the event ids whose event id or order number is term,
+// newest first. An outbox row not relayed yet is found by its event id.
+func Lookup(ctx context.Context, db DB, term string) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT event_id FROM (
+			SELECT id, event_id FROM outbox WHERE event_id = $1
+			UNION
+			SELECT o.id, o.event_id FROM notification n JOIN outbox o ON o.id = n.outbox_id WHERE n.order_number = $1
+		) m ORDER BY id DESC LIMIT 100`, term)
+	if err != nil {
+		return nil, fmt.Errorf("look up %q: %w", term, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // Lock reads notification id and locks its row until tx ends.
@@ -142,6 +198,33 @@ func Events(ctx context.Context, db DB, notificationID int64) ([]Event, error) {
 		var e Event
 		err := r.Scan(&e.ID, &e.NotificationID, &e.Status, &e.Source, &e.Applied, &e.Detail, &e.OccurredAt, &e.RecordedAt)
 		return e, err
+	})
+}
+
+// Job is a River job working on a notification (its args name it).
+type Job struct {
+	ID          int64     `json:"id"`
+	Kind        string    `json:"kind"`
+	State       string    `json:"state"`
+	Attempt     int       `json:"attempt"`
+	MaxAttempts int       `json:"max_attempts"`
+	ScheduledAt time.Time `json:"scheduled_at"`
+	LastError   string    `json:"last_error,omitempty"`
+}
+
+// Jobs returns the River jobs whose args reference notificationID, oldest
+// first. River deletes finished jobs after its retention period.
+func Jobs(ctx context.Context, db DB, notificationID int64) ([]Job, error) {
+	rows, err := db.Query(ctx, `SELECT id, kind, state::text, attempt, max_attempts, scheduled_at,
+			coalesce(errors[array_length(errors, 1)]->>'error', '')
+		FROM river_job WHERE kind LIKE 'cancelnotify_%' AND args @> jsonb_build_object('notification_id', $1::bigint) ORDER BY id`, notificationID)
+	if err != nil {
+		return nil, fmt.Errorf("read River jobs: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) {
+		var j Job
+		err := r.Scan(&j.ID, &j.Kind, &j.State, &j.Attempt, &j.MaxAttempts, &j.ScheduledAt, &j.LastError)
+		return j, err
 	})
 }
 
@@ -226,6 +309,8 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 			statuses, wamids, codes, errs, jobIDs              []string
 			attempts                                           []int32
 			attemptedAt, sentAt, deliveredAt, readAt, failedAt []*time.Time
+			categories, models, types                          []*string
+			billables                                          []*bool
 		)
 		for _, id := range w.order {
 			n := w.dirty[id]
@@ -242,16 +327,29 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 			deliveredAt = append(deliveredAt, n.DeliveredAt)
 			readAt = append(readAt, n.ReadAt)
 			failedAt = append(failedAt, n.FailedAt)
+			var p Pricing
+			if n.Pricing != nil {
+				p = *n.Pricing
+			}
+			categories = append(categories, nullable(p.Category))
+			models = append(models, nullable(p.Model))
+			types = append(types, nullable(p.Type))
+			billables = append(billables, p.Billable)
 		}
 		b.Queue(`UPDATE notification n SET status = u.status, wamid = nullif(u.wamid, ''),
 			error_code = nullif(u.error_code, ''), error = nullif(u.error, ''), onemsg_job_id = nullif(u.job_id, ''),
 			attempts = u.attempts, attempted_at = u.attempted_at, sent_at = u.sent_at, track_job_id = nullif(u.track_job_id, 0),
-			delivered_at = u.delivered_at, read_at = u.read_at, failed_at = u.failed_at, updated_at = now()
+			delivered_at = u.delivered_at, read_at = u.read_at, failed_at = u.failed_at,
+			pricing_category = u.pricing_category, pricing_model = u.pricing_model, pricing_type = u.pricing_type,
+			billable = u.billable, updated_at = now()
 			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
-				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::bigint[])
-				AS u(id, status, wamid, error_code, error, job_id, attempts, attempted_at, sent_at, delivered_at, read_at, failed_at, track_job_id)
+				$8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::bigint[],
+				$14::text[], $15::text[], $16::text[], $17::bool[])
+				AS u(id, status, wamid, error_code, error, job_id, attempts, attempted_at, sent_at, delivered_at, read_at, failed_at, track_job_id,
+					pricing_category, pricing_model, pricing_type, billable)
 			WHERE n.id = u.id`,
-			ids, statuses, wamids, codes, errs, jobIDs, attempts, attemptedAt, sentAt, deliveredAt, readAt, failedAt, trackIDs)
+			ids, statuses, wamids, codes, errs, jobIDs, attempts, attemptedAt, sentAt, deliveredAt, readAt, failedAt, trackIDs,
+			categories, models, types, billables)
 	}
 	if len(w.events) > 0 {
 		queueEvents(b, w.events)
@@ -277,6 +375,13 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 		l.Observer.Changed(w.changes)
 	}
 	return nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func queueEvents(b *pgx.Batch, events []event) {
@@ -320,19 +425,24 @@ type Announcement struct {
 	ErrorCode      string `json:"error_code,omitempty"`
 	Error          string `json:"error,omitempty"`
 	Wamid          string `json:"wamid,omitempty"`
-	At             string `json:"at"` // RFC 3339, when the status happened
+	// What Meta says the message costs, once known.
+	PricingCategory string `json:"pricing_category,omitempty"`
+	PricingModel    string `json:"pricing_model,omitempty"`
+	PricingType     string `json:"pricing_type,omitempty"`
+	Billable        *bool  `json:"billable,omitempty"`
+	At              string `json:"at"` // RFC 3339, when the status happened
 }
 
 // Announcement describes c for listeners outside the daemon.
 func (c Change) Announcement(schema string) Announcement {
 	n := c.Notification
 	a := Announcement{
-		Schema: schema, NotificationID: n.ID, EventID: n.EventID, OrderNumber: n.OrderNumber(),
+		Schema: schema, NotificationID: n.ID, EventID: n.EventID, OrderNumber: n.OrderNumber(), CustomerName: n.CustomerName(),
 		PhoneMasked: MaskPhone(n.Phone), Status: c.To, From: c.From, Final: c.To.Final(), Source: c.Source,
 		ErrorCode: n.ErrorCode, Error: textcut.Truncate(n.Error, 1000), Wamid: n.Wamid, At: c.At.UTC().Format(time.RFC3339Nano),
 	}
-	if len(n.Params) > 0 {
-		a.CustomerName = n.Params[0]
+	if p := n.Pricing; p != nil {
+		a.PricingCategory, a.PricingModel, a.PricingType, a.Billable = p.Category, p.Model, p.Type, p.Billable
 	}
 	return a
 }

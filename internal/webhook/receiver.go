@@ -173,7 +173,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	reports := make([]ledger.Report, 0, len(hook.Statuses))
 	for _, u := range hook.Statuses {
 		rep := ledger.Report{Wamid: u.ID, Status: u.Status, Source: ledger.SourceWebhook,
-			OccurredAt: u.Timestamp.Time, Error: u.Error, Detail: u.Raw}
+			OccurredAt: u.Timestamp.Time, Error: u.Error, Detail: u.Raw, Pricing: (*ledger.Pricing)(u.Pricing)}
 		if u.Code != 0 {
 			rep.ErrorCode = strconv.Itoa(u.Code)
 		}

@@ -160,10 +160,14 @@ type conversationJSON struct {
 	ExpirationTimestamp int64 `json:"expiration_timestamp"`
 }
 
+// pricingJSON is Meta's per-message pricing (pricing_model PMP, since July
+// 2025): a template sent outside a customer-service window is charged as
+// "regular" in the template's category.
 type pricingJSON struct {
 	Billable     bool   `json:"billable"`
 	Category     string `json:"category"`
 	PricingModel string `json:"pricing_model"`
+	Type         string `json:"type"`
 }
 
 type errorJSON struct {
@@ -189,7 +193,7 @@ func (m *message) entry(ch StatusChange) statusEntry {
 		c := &conversationJSON{ID: m.conv.id, ExpirationTimestamp: m.conv.expires.Unix()}
 		c.Origin.Type = m.conv.origin
 		e.Conversation = c
-		e.Pricing = &pricingJSON{Billable: true, Category: m.Category, PricingModel: "CBP"}
+		e.Pricing = &pricingJSON{Billable: true, Category: m.Category, PricingModel: "PMP", Type: "regular"}
 	case StatusFailed:
 		if m.Error != nil {
 			var ej errorJSON

@@ -62,7 +62,7 @@ func TestHookInfoProgression(t *testing.T) {
 						t.Fatalf("expiration_timestamp %#v is not a number", conv["expiration_timestamp"])
 					}
 					p := h["pricing"].(map[string]any)
-					if p["billable"] != true || p["category"] != "utility" || p["pricing_model"] != "CBP" {
+					if p["billable"] != true || p["category"] != "utility" || p["pricing_model"] != "PMP" || p["type"] != "regular" {
 						t.Fatalf("pricing %v", p)
 					}
 				case "failed":
