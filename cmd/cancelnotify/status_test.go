@@ -25,7 +25,7 @@ func TestStatusCommand(t *testing.T) {
 		want []string // fragments of stdout (code 0) or stderr
 	}{
 		{"unknown event: the hint's SQL names the schema", []string{"status", "order-9-cancelled"}, 1,
-			[]string{`no outbox row has event_id "order-9-cancelled"`, "SELECT event_id FROM " + pgx.Identifier{schema, "outbox"}.Sanitize()}},
+			[]string{`no event has event_id or order number "order-9-cancelled"`, "FROM " + pgx.Identifier{schema, "outbox"}.Sanitize()}},
 		{"an event not relayed yet", []string{"status", "order-1-cancelled"}, 0,
 			[]string{"event      order-1-cancelled (order.cancelled, outbox row 1", "not relayed yet"}},
 		{"counts", []string{"status"}, 0,

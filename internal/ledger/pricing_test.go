@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,9 +167,12 @@ func listenStatus(t *testing.T, pool *pgxpool.Pool, schema string) func() ledger
 				}
 				return last
 			}
+			if !strings.Contains(n.Payload, `"schema":"`+schema+`"`) {
+				continue // another test's schema in the same database
+			}
 			var a ledger.Announcement
 			if err := json.Unmarshal([]byte(n.Payload), &a); err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v: %s", err, n.Payload)
 			}
 			if a.Schema != schema {
 				continue // another test's: the channel is shared by every schema
