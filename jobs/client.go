@@ -22,9 +22,9 @@ type Config struct {
 	Pool      *pgxpool.Pool
 	Schema    string
 	Ledger    *ledger.Ledger
-	API       API     // 1MSG
-	Namespace string  // ONEMSG_NAMESPACE
-	Limiter   Limiter // paces sends; nil = unlimited
+	// Channels are the 1MSG channels, each with its client, namespace and
+	// send rate; at least one.
+	Channels []Channel
 
 	SendWorkers  int // default 100: 1MSG answers in tens of ms, so concurrency is throughput
 	TrackWorkers int // default 20
@@ -96,9 +96,6 @@ func (c *Config) withDefaults() {
 	if c.Ledger == nil {
 		c.Ledger = &ledger.Ledger{Schema: c.Schema}
 	}
-	if c.Limiter == nil {
-		c.Limiter = unlimited{}
-	}
 }
 
 type unlimited struct{}
@@ -107,10 +104,14 @@ func (unlimited) Wait(ctx context.Context) error { return ctx.Err() }
 
 // NewClient returns a River client that works the send and track queues.
 func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
-	if cfg.Pool == nil || cfg.API == nil {
-		return nil, errors.New("jobs: Config.Pool and Config.API are required")
+	if cfg.Pool == nil {
+		return nil, errors.New("jobs: Config.Pool is required")
 	}
 	cfg.withDefaults()
+	channels, err := newChannelSet(cfg.Channels)
+	if err != nil {
+		return nil, err
+	}
 
 	// A send attempt makes at most two 1MSG calls (history, send) plus a few
 	// short transactions; a poll makes one call.
@@ -119,7 +120,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 
 	workers := river.NewWorkers()
 	send := &SendWorker{
-		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
+		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, channels: channels,
 		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: sendTimeout, logger: cfg.Logger,
 		afterSend: cfg.afterSend,
 	}
@@ -129,7 +130,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		return nil, err
 	}
 	if err := river.AddWorkerSafely(workers, &TrackWorker{
-		pool: cfg.Pool, ledger: cfg.Ledger, api: cfg.API, trackFor: cfg.TrackFor,
+		pool: cfg.Pool, ledger: cfg.Ledger, channels: channels, trackFor: cfg.TrackFor,
 		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: trackTimeout, logger: cfg.Logger,
 	}); err != nil {
 		return nil, err

@@ -40,9 +40,7 @@ type SendWorker struct {
 	pool      *pgxpool.Pool
 	schema    string
 	ledger    *ledger.Ledger
-	api       API
-	limiter   Limiter
-	namespace string
+	channels  channelSet
 	firstPoll time.Duration
 	sendFor   time.Duration
 	timeout   time.Duration
@@ -82,6 +80,17 @@ const reconcileWindow = 2 * time.Minute
 
 // Work implements river.Worker.
 func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
+	// The channel's rate comes first (design: rate limit, then intent): a
+	// job waiting here has changed nothing, so a crash or shutdown while
+	// it waits leaves a queued row, not one to reconcile.
+	ch, err := w.channels.get(job.Args.Channel)
+	if err != nil {
+		w.logger.Warn("cannot send", "event_id", job.Args.EventID, "error", err)
+		return snoozeUnknownChannel()
+	}
+	if err := ch.Limiter.Wait(ctx); err != nil {
+		return err
+	}
 	// The common case, a queued row, records its intent in a transaction
 	// shared with the other workers starting now (group commit).
 	n, err := w.starts.Do(ctx, job.Args.NotificationID)
@@ -95,15 +104,21 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 			return err
 		}
 	}
-	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts)
-
-	if err := w.limiter.Wait(ctx); err != nil {
-		return w.requeue(ctx, n, "interrupted while waiting for the send rate limit", err)
+	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts, "channel", n.Channel)
+	if n.Channel != ch.Name {
+		// The row is the authority; the job's copy only chose the rate.
+		if ch, err = w.channels.get(n.Channel); err != nil {
+			log.Warn("cannot send", "error", err)
+			if err := w.requeue(ctx, n, "channel not configured", err); err != nil {
+				return err
+			}
+			return snoozeUnknownChannel()
+		}
 	}
-	res, err := w.api.SendTemplate(ctx, onemsg.SendTemplateRequest{
+	res, err := ch.API.SendTemplate(ctx, onemsg.SendTemplateRequest{
 		Phone:     n.Phone,
 		Template:  n.Template,
-		Namespace: w.namespace,
+		Namespace: ch.Namespace,
 		Language:  onemsg.DeterministicLanguage(n.Language),
 		Params:    onemsg.BodyParams(n.Params...),
 	})
@@ -440,12 +455,17 @@ func (w *SendWorker) hold(ctx context.Context, job *river.Job[SendArgs], n *ledg
 // is held as in_doubt. When the message is provably absent it moves the
 // row back to queued and returns decided=false so the caller sends again.
 func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n *ledger.Notification) (bool, error) {
-	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID)
+	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "channel", n.Channel)
 	since := n.CreatedAt
 	if n.AttemptedAt != nil {
 		since = *n.AttemptedAt
 	}
-	h, err := w.api.Messages(ctx, onemsg.MessagesQuery{ChatID: onemsg.ChatID(n.Phone), MinTime: since.Add(-reconcileWindow), Limit: 100})
+	ch, err := w.channels.get(n.Channel)
+	if err != nil {
+		log.Warn("cannot reconcile yet", "error", err)
+		return true, snoozeUnknownChannel()
+	}
+	h, err := ch.API.Messages(ctx, onemsg.MessagesQuery{ChatID: onemsg.ChatID(n.Phone), MinTime: since.Add(-reconcileWindow), Limit: 100})
 	var apiErr *onemsg.Error
 	switch {
 	case errors.As(err, &apiErr) && apiErr.Kind == onemsg.KindRejected:

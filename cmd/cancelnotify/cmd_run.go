@@ -72,6 +72,7 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 // oneMsgOptions are the 1MSG settings of design §4.
 type oneMsgOptions struct {
 	apiURL, channel, token, template, namespace, language, timeout *option
+	channelsFile                                                   *option
 }
 
 func addOneMsgOptions(s *settings) oneMsgOptions {
@@ -83,6 +84,8 @@ func addOneMsgOptions(s *settings) oneMsgOptions {
 		namespace: s.add("ONEMSG_NAMESPACE", "onemsg-namespace", "", "template namespace (1MSG answers 422 without it)"),
 		language:  s.add("ONEMSG_LANGUAGE", "onemsg-language", "en", "default template language"),
 		timeout:   s.add("ONEMSG_TIMEOUT", "onemsg-timeout", "15s", "timeout of one 1MSG API call"),
+		channelsFile: s.add("CANCELNOTIFY_CHANNELS_FILE", "channels-file", "",
+			"YAML file of more 1MSG channels besides the ONEMSG_* one (named default); a payload's \"channel\" key names one; \"\" = none"),
 	}
 }
 
@@ -91,6 +94,7 @@ type oneMsgValues struct {
 	client              onemsg.Config
 	template, namespace string
 	language            string
+	more                []fileChannel // CANCELNOTIFY_CHANNELS_FILE
 }
 
 func (o oneMsgOptions) values(s *settings) oneMsgValues {
@@ -105,6 +109,7 @@ func (o oneMsgOptions) values(s *settings) oneMsgValues {
 		namespace: s.required(o.namespace, "ONEMSG_NAMESPACE (see GET /templates)"),
 		language:  s.required(o.language, "ONEMSG_LANGUAGE=en"),
 	}
+	v.more = s.channelsFile(o.channelsFile, v)
 	return v
 }
 
@@ -130,8 +135,8 @@ func addDaemonOptions(s *settings) daemonOptions {
 		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", "100", "concurrent sends"),
 		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", "20", "concurrent status polls"),
 		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", "40", "database pool size"),
-		rate:           s.add("CANCELNOTIFY_RATE", "rate", "80", "send rate limit of this process, messages/s (Meta's default per number: 80); split it across instances; 0 = unlimited"),
-		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", "6s", "least gap between two messages to one phone (Meta's pair limit); 0 = off"),
+		rate:           s.add("CANCELNOTIFY_RATE", "rate", "80", "send rate of the default channel, messages/s for all instances on the schema together (Meta's default per number: 80); 0 = unlimited"),
+		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", "6s", "least gap between two messages to one phone (Meta's pair limit), all instances together; default of every channel; 0 = off"),
 		retention:      s.add("CANCELNOTIFY_RETENTION", "retention", "2160h", "delete final notifications (with outbox rows and history) older than this; 0 = keep forever"),
 		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", "24h", "River keeps completed jobs this long"),
 		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", "168h", "River keeps cancelled jobs (refused sends, in_doubt) this long"),
@@ -218,6 +223,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	omv := om.values(s)
 	cfg.OneMsg, cfg.Template, cfg.Namespace, cfg.Language = omv.client, omv.template, omv.namespace, omv.language
 	do.apply(s, &cfg)
+	cfg.Channels = omv.daemonChannels(cfg.PairInterval)
 	cfg.Logger = lo.logger(s, e.stderr)
 	if err := s.err(); err != nil {
 		return err

@@ -400,6 +400,7 @@ type New struct {
 	OutboxID       int64
 	EventID        string
 	EventCreatedAt time.Time
+	Channel        string // channel name; "" = DefaultChannel
 	Phone          string
 	Template       string
 	Language       string
@@ -420,6 +421,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	var (
 		outboxIDs                                    []int64
 		eventIDs, phones, templates, langs, statuses []string
+		channels                                     []string
 		codes, errs, params, shortened, details      []string
 		createdAts                                   []time.Time
 		notBefore                                    []*time.Time
@@ -434,6 +436,11 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 			nb = &t
 		}
 		notBefore = append(notBefore, nb)
+		ch := n.Channel
+		if ch == "" {
+			ch = DefaultChannel
+		}
+		channels = append(channels, ch)
 		phones = append(phones, n.Phone)
 		templates = append(templates, n.Template)
 		langs = append(langs, n.Language)
@@ -455,14 +462,14 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	}
 	rows, err := tx.Query(ctx, `WITH input AS (
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::timestamptz[])
+				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::timestamptz[], $14::text[])
 				WITH ORDINALITY AS i(outbox_id, event_id, event_created_at, phone, template, language, params,
-					shortened, status, error_code, error, detail, not_before, ord)
+					shortened, status, error_code, error, detail, not_before, channel, ord)
 		), ins AS (
 			INSERT INTO notification (outbox_id, event_id, event_created_at, phone, template, language, params,
-				shortened, status, error_code, error, not_before)
+				shortened, status, error_code, error, not_before, channel)
 			SELECT outbox_id, event_id, event_created_at, phone, template, language, params,
-				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, ''), not_before
+				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, ''), not_before, channel
 			FROM input ORDER BY ord
 			RETURNING id, outbox_id, created_at
 		), ev AS (
@@ -471,7 +478,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 			FROM ins JOIN input USING (outbox_id) ORDER BY input.ord
 		)
 		SELECT ins.id, ins.created_at FROM ins JOIN input USING (outbox_id) ORDER BY input.ord`,
-		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details, notBefore)
+		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details, notBefore, channels)
 	if err != nil {
 		return nil, fmt.Errorf("create notifications: %w", err)
 	}
@@ -494,7 +501,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	var w writer
 	for i, n := range ns {
 		out[i] = &Notification{ID: got[i].id, OutboxID: n.OutboxID, EventID: n.EventID, EventCreatedAt: n.EventCreatedAt,
-			Phone: n.Phone, Template: n.Template, Language: n.Language, Params: n.Params, Shortened: n.Shortened,
+			Channel: channels[i], Phone: n.Phone, Template: n.Template, Language: n.Language, Params: n.Params, Shortened: n.Shortened,
 			Status: n.Status, ErrorCode: n.ErrorCode, Error: n.Error, CreatedAt: got[i].at, UpdatedAt: got[i].at}
 		w.changes = append(w.changes, Change{Notification: out[i], To: n.Status, Source: SourceDaemon, At: got[i].at})
 	}

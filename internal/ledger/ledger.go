@@ -41,6 +41,7 @@ type Notification struct {
 	OutboxID       int64      `json:"outbox_id"`
 	EventID        string     `json:"event_id"`
 	EventCreatedAt time.Time  `json:"event_created_at"`
+	Channel        string     `json:"channel"` // the 1MSG channel's name ("default": the ONEMSG_* variables)
 	Phone          string     `json:"phone"`
 	Template       string     `json:"template"`
 	Language       string     `json:"language"`
@@ -70,14 +71,14 @@ func (n *Notification) OrderNumber() string {
 	return ""
 }
 
-const notificationColumns = `id, outbox_id, event_id, event_created_at, phone, template, language,
+const notificationColumns = `id, outbox_id, event_id, event_created_at, channel, phone, template, language,
 	params, shortened, status, coalesce(wamid, ''), coalesce(onemsg_job_id, ''), coalesce(track_job_id, 0), coalesce(error_code, ''),
 	coalesce(error, ''), attempts, attempted_at, created_at, updated_at, sent_at, delivered_at, read_at, failed_at`
 
 func scanNotification(row pgx.Row) (*Notification, error) {
 	var n Notification
 	var params []byte
-	err := row.Scan(&n.ID, &n.OutboxID, &n.EventID, &n.EventCreatedAt, &n.Phone, &n.Template, &n.Language,
+	err := row.Scan(&n.ID, &n.OutboxID, &n.EventID, &n.EventCreatedAt, &n.Channel, &n.Phone, &n.Template, &n.Language,
 		&params, &n.Shortened, &n.Status, &n.Wamid, &n.OnemsgJobID, &n.TrackJobID, &n.ErrorCode,
 		&n.Error, &n.Attempts, &n.AttemptedAt, &n.CreatedAt, &n.UpdatedAt, &n.SentAt, &n.DeliveredAt, &n.ReadAt, &n.FailedAt)
 	if err != nil {

@@ -33,7 +33,7 @@ type env struct {
 func newEnv(t *testing.T, pool *pgxpool.Pool, schema string) *env {
 	t.Helper()
 	l := &ledger.Ledger{Schema: schema}
-	r := webhook.New(webhook.Config{Pool: pool, Ledger: l, Secret: secret, Channel: channel, Timeout: 3 * time.Second})
+	r := webhook.New(webhook.Config{Pool: pool, Ledger: l, Secret: secret, Channels: []string{channel}, Timeout: 3 * time.Second})
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return &env{t: t, pool: pool, l: l, r: r, url: srv.URL}
