@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -91,29 +93,35 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 
 // counts is `status` without arguments.
 type counts struct {
-	Schema           string           `json:"schema"`
-	Total            int64            `json:"total"`
-	ByStatus         map[string]int64 `json:"by_status"`
-	Unrelayed        int64            `json:"unrelayed"`
-	OldestUnrelayedS float64          `json:"oldest_unrelayed_seconds"`
+	Schema   string           `json:"schema"`
+	Total    int64            `json:"total"`
+	ByStatus map[string]int64 `json:"by_status"`
+	// ByChannel counts each channel's notifications by status.
+	ByChannel        map[string]map[string]int64 `json:"by_channel"`
+	Unrelayed        int64                       `json:"unrelayed"`
+	OldestUnrelayedS float64                     `json:"oldest_unrelayed_seconds"`
 }
 
 func readCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (*counts, error) {
-	c := &counts{Schema: schema, ByStatus: map[string]int64{}}
+	c := &counts{Schema: schema, ByStatus: map[string]int64{}, ByChannel: map[string]map[string]int64{}}
 	for _, st := range ledger.Statuses {
 		c.ByStatus[string(st)] = 0
 	}
-	rows, err := pool.Query(ctx, "SELECT status, count(*) FROM notification GROUP BY status")
+	rows, err := pool.Query(ctx, "SELECT status, channel, count(*) FROM notification GROUP BY status, channel")
 	if err != nil {
 		return nil, fmt.Errorf("count notifications: %w", err)
 	}
 	for rows.Next() {
-		var st string
+		var st, ch string
 		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
+		if err := rows.Scan(&st, &ch, &n); err != nil {
 			return nil, err
 		}
-		c.ByStatus[st] = n
+		c.ByStatus[st] += n
+		if c.ByChannel[ch] == nil {
+			c.ByChannel[ch] = map[string]int64{}
+		}
+		c.ByChannel[ch][st] = n
 		c.Total += n
 	}
 	if err := rows.Err(); err != nil {
@@ -129,8 +137,18 @@ func readCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (*counts
 func (c *counts) print(w io.Writer) {
 	fmt.Fprintf(w, "schema %s: %d notifications\n", c.Schema, c.Total)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	chans := slices.Sorted(maps.Keys(c.ByChannel))
+	if len(chans) > 1 {
+		fmt.Fprintf(tw, "\tall\t%s\t\n", strings.Join(chans, "\t"))
+	}
 	for _, st := range ledger.Statuses {
-		fmt.Fprintf(tw, "%s\t%d\t\n", st, c.ByStatus[string(st)])
+		fmt.Fprintf(tw, "%s\t%d\t", st, c.ByStatus[string(st)])
+		if len(chans) > 1 {
+			for _, ch := range chans {
+				fmt.Fprintf(tw, "%d\t", c.ByChannel[ch][string(st)])
+			}
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	if c.Unrelayed > 0 {
@@ -255,6 +273,7 @@ func (v *eventView) print(w io.Writer) {
 	fmt.Fprintf(tw, "status\t%s\n", n.Status)
 	fmt.Fprintf(tw, "wamid\t%s\n", dash(n.Wamid))
 	fmt.Fprintf(tw, "to\t%s\n", dash(ledger.MaskPhone(n.Phone)))
+	fmt.Fprintf(tw, "channel\t%s\n", n.Channel)
 	fmt.Fprintf(tw, "template\t%s (%s)\n", n.Template, n.Language)
 	if len(n.Params) > 0 {
 		fmt.Fprintf(tw, "params\t%s\n", strings.Join(quoteAll(n.Params), " · "))

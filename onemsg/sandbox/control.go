@@ -15,6 +15,10 @@ import (
 //	GET  /_sandbox/faults              Faults
 //	PUT  /_sandbox/faults              Faults in, Faults out; 400 names a bad field
 //	POST /_sandbox/reset[?settings=1]  {"reset":true}
+//	GET  /_sandbox/channels            {"channels":[ids]}
+//	POST /_sandbox/channels            ChannelConfig in: serve one more channel
+//
+// Each takes ?channel=ID to look at another channel than Config.Channel.
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	verb := func(want string) bool {
 		if r.Method != want {
