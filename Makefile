@@ -5,7 +5,7 @@ DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_DATABASE_URL ?= $(DATABASE_URL)
 export DATABASE_URL TEST_DATABASE_URL
 
-.PHONY: build test demo lint bench chaos clean
+.PHONY: build test demo lint bench bench-shared chaos clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cancelnotify
@@ -22,6 +22,11 @@ demo: build
 # about 3 minutes; writes bench.json.
 bench: build
 	./$(BIN) bench
+
+# The shared rate across instances: three daemons, one channel at 20/s, a
+# kill midway, two channels (about a minute).
+bench-shared: build
+	./$(BIN) bench --shared-rate
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
