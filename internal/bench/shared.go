@@ -133,23 +133,18 @@ func RunShared(ctx context.Context, c SharedConfig) error {
 		daemons[i] = d
 		defer d.stop(10 * time.Second) //nolint:errcheck
 	}
-	// Ready: every daemon's River client is registered.
+	// Ready: River has elected a leader among the daemons.
 	if err := waitUntil(ctx, 30*time.Second, func() (bool, error) {
 		var n int
-		err := pool.QueryRow(ctx, "SELECT count(*) FROM river_client").Scan(&n)
-		return n >= c.Daemons, err
+		err := pool.QueryRow(ctx, "SELECT count(*) FROM river_leader").Scan(&n)
+		return n > 0, err
 	}); err != nil {
-		for _, d := range daemons {
-			if rerr := d.running(); rerr != nil {
-				return rerr
-			}
-		}
-		fmt.Fprintln(out, "note: River's client table did not list every daemon; going on")
+		return fmt.Errorf("the daemons did not start: %w; see %s", err, dir)
 	}
 
 	burst := sendrate.Burst(c.Rate)
 	limit := int(c.Rate*1.25) + burst
-	budget := time.Duration(float64(c.Messages)/(0.8*c.Rate)*float64(time.Second)) - time.Second
+	budget := time.Duration(float64(c.Messages) / (0.8 * c.Rate) * float64(time.Second)) // 80 % of the budget used
 	fmt.Fprintf(out, "SHARED RATE  %d daemons, one channel at %s/s for all together; burst allowance %d (%.1f s of the rate)\n",
 		c.Daemons, rate, burst, sendrate.BurstSeconds)
 	failed := false
