@@ -19,9 +19,9 @@ import (
 
 // Config configures the River client and its workers.
 type Config struct {
-	Pool      *pgxpool.Pool
-	Schema    string
-	Ledger    *ledger.Ledger
+	Pool   *pgxpool.Pool
+	Schema string
+	Ledger *ledger.Ledger
 	// Channels are the 1MSG channels, each with its client, namespace and
 	// send rate; at least one.
 	Channels []Channel
