@@ -7,7 +7,7 @@ export DATABASE_URL TEST_DATABASE_URL
 
 PREFIX        ?= /usr/local
 
-.PHONY: build install test demo lint bench chaos clean
+.PHONY: build install test demo lint bench bench-shared chaos clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cancelnotify
@@ -29,6 +29,11 @@ demo: build
 # about 3 minutes; writes bench.json.
 bench: build
 	./$(BIN) bench
+
+# The shared rate across instances: three daemons, one channel at 20/s, a
+# kill midway, two channels (about a minute).
+bench-shared: build
+	./$(BIN) bench --shared-rate
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

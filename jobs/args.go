@@ -39,6 +39,10 @@ type SendArgs struct {
 	OutboxID       int64  `json:"outbox_id" river:"unique"`
 	NotificationID int64  `json:"notification_id"`
 	EventID        string `json:"event_id"`
+	// Channel names the notification's channel, so the job can wait for
+	// the channel's send rate before it touches the row; "" (jobs enqueued
+	// before channels existed) is the default channel.
+	Channel string `json:"channel,omitempty"`
 	// Redrive counts operator re-drives of a failed or expired row; each
 	// gets its own job.
 	Redrive int `json:"redrive,omitempty" river:"unique"`

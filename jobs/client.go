@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
-	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/onemsg"
@@ -45,18 +44,18 @@ const (
 
 // Config configures the River client and its workers.
 type Config struct {
-	Pool      *pgxpool.Pool
-	Schema    string
-	Ledger    *ledger.Ledger
-	API       API    // 1MSG
-	Namespace string // ONEMSG_NAMESPACE
-	Channel   string // the channel's name; default "default"
-	Language  string // the channel's default language (ONEMSG_LANGUAGE), for the language fallback
-	SendTTL   int    // ONEMSG_SEND_TTL in seconds (messageSendTtlSeconds); 0 = Meta's default
+	Pool   *pgxpool.Pool
+	Schema string
+	Ledger *ledger.Ledger
+	// Channels are the 1MSG channels, each with its client, namespace,
+	// default language and send rate; at least one.
+	Channels []Channel
+	// SendTTL is ONEMSG_SEND_TTL in seconds (messageSendTtlSeconds), for
+	// every channel; 0 = Meta's default.
+	SendTTL int
 	// Health holds a channel's sends after a channel-wide refusal; nil =
 	// every refusal fails its message.
-	Health  Health
-	Limiter Limiter // paces sends; nil = unlimited
+	Health Health
 
 	// SendWorkers is how many sends run at once. 1MSG answers in tens of
 	// ms, so concurrency is throughput. Defaults to DefaultSendWorkers.
@@ -158,12 +157,6 @@ func (c *Config) withDefaults() {
 	if c.Ledger == nil {
 		c.Ledger = &ledger.Ledger{Schema: c.Schema}
 	}
-	if c.Channel == "" {
-		c.Channel = health.Default
-	}
-	if c.Limiter == nil {
-		c.Limiter = unlimited{}
-	}
 }
 
 type unlimited struct{}
@@ -172,17 +165,21 @@ func (unlimited) Wait(ctx context.Context) error { return ctx.Err() }
 
 // NewClient returns a River client that works the send and track queues.
 func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
-	if cfg.Pool == nil || cfg.API == nil {
-		return nil, errors.New("jobs: Config.Pool and Config.API are required")
+	if cfg.Pool == nil {
+		return nil, errors.New("jobs: Config.Pool is required")
 	}
 	cfg.withDefaults()
+	channels, err := newChannelSet(cfg.Channels)
+	if err != nil {
+		return nil, err
+	}
 
 	sendTimeout := cfg.sendTimeout()
 	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, newSendWorker(cfg)); err != nil {
+	if err := river.AddWorkerSafely(workers, newSendWorker(cfg, channels)); err != nil {
 		return nil, err
 	}
-	if err := river.AddWorkerSafely(workers, newTrackWorker(cfg)); err != nil {
+	if err := river.AddWorkerSafely(workers, newTrackWorker(cfg, channels)); err != nil {
 		return nil, err
 	}
 	// Only sends need a quick fallback poll (a missed insert NOTIFY delays a
@@ -252,10 +249,9 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 func (c *Config) sendTimeout() time.Duration { return 2*c.CallTimeout + 15*time.Second }
 
 // newSendWorker returns the send worker of cfg (defaults applied).
-func newSendWorker(cfg Config) *SendWorker {
+func newSendWorker(cfg Config, channels channelSet) *SendWorker {
 	w := &SendWorker{
-		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, api: cfg.API, limiter: cfg.Limiter, namespace: cfg.Namespace,
-		channel: cfg.Channel, language: cfg.Language, sendTTL: cfg.SendTTL, health: cfg.Health,
+		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, channels: channels, sendTTL: cfg.SendTTL, health: cfg.Health,
 		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: cfg.sendTimeout(), logger: cfg.Logger,
 		afterSend: cfg.afterSend,
 	}
@@ -266,9 +262,9 @@ func newSendWorker(cfg Config) *SendWorker {
 
 // newTrackWorker returns the track worker of cfg (defaults applied); a poll
 // makes one 1MSG call.
-func newTrackWorker(cfg Config) *TrackWorker {
+func newTrackWorker(cfg Config, channels channelSet) *TrackWorker {
 	return &TrackWorker{
-		pool: cfg.Pool, ledger: cfg.Ledger, api: cfg.API, trackFor: cfg.TrackFor,
+		pool: cfg.Pool, ledger: cfg.Ledger, channels: channels, trackFor: cfg.TrackFor,
 		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: cfg.CallTimeout + 15*time.Second, logger: cfg.Logger,
 	}
 }

@@ -10,11 +10,11 @@ import (
 )
 
 // request is the sendTemplate body for n.
-func (w *SendWorker) request(n *ledger.Notification) onemsg.SendTemplateRequest {
+func (w *SendWorker) request(ch *Channel, n *ledger.Notification) onemsg.SendTemplateRequest {
 	return onemsg.SendTemplateRequest{
 		Phone:                 n.Phone,
 		Template:              n.Template,
-		Namespace:             w.namespace,
+		Namespace:             ch.Namespace,
 		Language:              onemsg.DeterministicLanguage(n.Language),
 		Params:                onemsg.BodyParams(n.Params...),
 		MessageSendTTLSeconds: w.sendTTL,
@@ -26,16 +26,16 @@ func (w *SendWorker) request(n *ledger.Notification) onemsg.SendTemplateRequest 
 // message goes in the default language instead, and the row records it.
 // It returns the request to send again, or false when err is anything
 // else. Nothing was sent (sent:false), so sending again is safe.
-func (w *SendWorker) fallBack(ctx context.Context, n *ledger.Notification, err error) (onemsg.SendTemplateRequest, bool, error) {
+func (w *SendWorker) fallBack(ctx context.Context, ch *Channel, n *ledger.Notification, err error) (onemsg.SendTemplateRequest, bool, error) {
 	var e *onemsg.Error
-	if w.language == "" || !errors.As(err, &e) || e.Code != onemsg.CodeTemplateMissing || strings.EqualFold(n.Language, w.language) {
+	if ch.Language == "" || !errors.As(err, &e) || e.Code != onemsg.CodeTemplateMissing || strings.EqualFold(n.Language, ch.Language) {
 		return onemsg.SendTemplateRequest{}, false, nil
 	}
-	if rerr := ledger.FallBackLanguage(ctx, w.pool, n.ID, n.Language, w.language, e.Message); rerr != nil {
+	if rerr := ledger.FallBackLanguage(ctx, w.pool, n.ID, n.Language, ch.Language, e.Message); rerr != nil {
 		return onemsg.SendTemplateRequest{}, false, rerr
 	}
 	w.logger.Info("template lacks the payload's language; sending in the channel's default", "event_id", n.EventID,
-		"language", n.Language, "fallback", w.language)
-	n.Language = w.language
-	return w.request(n), true, nil
+		"language", n.Language, "fallback", ch.Language)
+	n.Language = ch.Language
+	return w.request(ch, n), true, nil
 }

@@ -29,11 +29,11 @@ type Health interface {
 // snoozes the job before it touches its row, which stays queued: no
 // attempt, no request. A job whose CANCELNOTIFY_SEND_FOR has run out goes
 // on, so that begin ends it.
-func (w *SendWorker) admit(ctx context.Context, job *river.Job[SendArgs]) (trial bool, err error) {
+func (w *SendWorker) admit(ctx context.Context, job *river.Job[SendArgs], channel string) (trial bool, err error) {
 	if w.health == nil {
 		return false, nil
 	}
-	a, err := w.health.Admit(ctx, w.channel, job.ID)
+	a, err := w.health.Admit(ctx, channel, job.ID)
 	if err != nil {
 		return false, err
 	}
@@ -54,7 +54,7 @@ func (w *SendWorker) admit(ctx context.Context, job *river.Job[SendArgs]) (trial
 // refusal without a Meta code that names nothing the table knows is asked
 // about once more: a channel that GET /status calls not connected refuses
 // every message, whatever the text said.
-func (w *SendWorker) channelWide(ctx context.Context, e *onemsg.Error) bool {
+func (w *SendWorker) channelWide(ctx context.Context, ch *Channel, e *onemsg.Error) bool {
 	if w.health == nil {
 		return false
 	}
@@ -64,19 +64,19 @@ func (w *SendWorker) channelWide(ctx context.Context, e *onemsg.Error) bool {
 	if e.Code != 0 || e.HTTPStatus != http.StatusOK {
 		return false
 	}
-	st, err := w.api.Status(ctx)
+	st, err := ch.API.Status(ctx)
 	return err == nil && !st.OK()
 }
 
 // holdChannel handles a channel-wide refusal: the channel is held, the row
 // goes back to queued (no failed status, no CRM callback) and the job
 // snoozes, which uses no River attempt.
-func (w *SendWorker) holdChannel(ctx context.Context, n *ledger.Notification, e *onemsg.Error) error {
-	wait, err := w.health.Refused(ctx, w.channel, e)
+func (w *SendWorker) holdChannel(ctx context.Context, channel string, n *ledger.Notification, e *onemsg.Error) error {
+	wait, err := w.health.Refused(ctx, channel, e)
 	if err != nil {
 		return err
 	}
-	if err := w.requeue(ctx, n, fmt.Sprintf("held: channel %s refused the send for a reason no single message caused", w.channel), e); err != nil {
+	if err := w.requeue(ctx, n, fmt.Sprintf("held: channel %s refused the send for a reason no single message caused", channel), e); err != nil {
 		return err
 	}
 	return river.JobSnooze(jitter(wait))
@@ -85,8 +85,8 @@ func (w *SendWorker) holdChannel(ctx context.Context, n *ledger.Notification, e 
 // holdUnreconciled handles a channel-wide refusal of the history query
 // that would settle an unknown outcome: the channel is held and the job
 // snoozes, the row stays `sending` and is reconciled once it answers.
-func (w *SendWorker) holdUnreconciled(ctx context.Context, e *onemsg.Error) error {
-	wait, err := w.health.Refused(ctx, w.channel, e)
+func (w *SendWorker) holdUnreconciled(ctx context.Context, channel string, e *onemsg.Error) error {
+	wait, err := w.health.Refused(ctx, channel, e)
 	if err != nil {
 		return err
 	}
@@ -97,17 +97,17 @@ func (w *SendWorker) holdUnreconciled(ctx context.Context, e *onemsg.Error) erro
 // shows the channel works (accepted, queued, or refused for this message
 // alone) resumes it; a channel-wide refusal already held it again; anything
 // else (throttled, unreachable, unknown, nothing sent) lets another send try.
-func (w *SendWorker) endTrial(ctx context.Context, jobID int64, sent bool, err error) {
+func (w *SendWorker) endTrial(ctx context.Context, channel string, jobID int64, sent bool, err error) {
 	var e *onemsg.Error
 	var rerr error
 	switch {
 	case sent && err == nil, sent && errors.As(err, &e) && e.Kind == onemsg.KindRejected:
-		rerr = w.health.Answered(ctx, w.channel, jobID)
+		rerr = w.health.Answered(ctx, channel, jobID)
 	default:
-		rerr = w.health.Release(ctx, w.channel, jobID)
+		rerr = w.health.Release(ctx, channel, jobID)
 	}
 	if rerr != nil {
-		w.logger.Warn("channel health: settling the trial send failed; another send retries it", "channel", w.channel, "error", rerr)
+		w.logger.Warn("channel health: settling the trial send failed; another send retries it", "channel", channel, "error", rerr)
 	}
 }
 
@@ -116,8 +116,8 @@ func (w *SendWorker) endTrial(ctx context.Context, jobID int64, sent bool, err e
 func (w *SendWorker) notSentInTime(n *ledger.Notification) string {
 	s := fmt.Sprintf("not sent within %s of the cancellation (CANCELNOTIFY_SEND_FOR)", w.sendFor)
 	if w.health != nil {
-		if st := w.health.View(w.channel); !st.Healthy() {
-			s += fmt.Sprintf(": channel %s was down (%s)", w.channel, st.Describe())
+		if st := w.health.View(n.Channel); !st.Healthy() {
+			s += fmt.Sprintf(": channel %s was down (%s)", n.Channel, st.Describe())
 		}
 	}
 	return s + "; last error: " + lastError(n)

@@ -44,11 +44,7 @@ type SendWorker struct {
 	pool      *pgxpool.Pool
 	schema    string
 	ledger    *ledger.Ledger
-	api       API
-	limiter   Limiter
-	namespace string
-	channel   string // the channel's name (channel_health.channel)
-	language  string // the channel's default language, for the fallback
+	channels  channelSet
 	sendTTL   int    // messageSendTtlSeconds; 0 = Meta's default
 	health    Health // nil: refusals are never channel-wide
 	firstPoll time.Duration
@@ -90,20 +86,32 @@ const reconcileWindow = 2 * time.Minute
 
 // Work implements river.Worker.
 func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
+	// The job's channel, as the relay chose it; the row is checked below.
+	ch, err := w.channels.get(job.Args.Channel)
+	if err != nil {
+		w.logger.Warn("cannot send", "event_id", job.Args.EventID, "error", err)
+		return snoozeUnknownChannel()
+	}
 	// A held channel keeps the job waiting before it touches the row.
-	trial, err := w.admit(ctx, job)
+	trial, err := w.admit(ctx, job, ch.Name)
 	if err != nil {
 		return err
 	}
 	var sent bool
 	var sendErr error
 	if trial {
-		defer func() { w.endTrial(context.WithoutCancel(ctx), job.ID, sent, sendErr) }()
+		defer func() { w.endTrial(context.WithoutCancel(ctx), ch.Name, job.ID, sent, sendErr) }()
 	}
 	span := trace.SpanFromContext(ctx) // otelriver's, when traces are on
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID),
 			attribute.String("cancelnotify.event_id", job.Args.EventID))
+	}
+	// The channel's rate comes before the intent: a job waiting here has
+	// changed nothing, so a crash or shutdown while it waits leaves a
+	// queued row, not one to reconcile.
+	if err := ch.Limiter.Wait(ctx); err != nil {
+		return err
 	}
 	// The common case, a queued row, records its intent in a transaction
 	// shared with the other workers starting now (group commit).
@@ -118,19 +126,25 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 			return err
 		}
 	}
-	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts)
+	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts, "channel", n.Channel)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("cancelnotify.attempt", n.Attempts))
 	}
-
-	if err := w.limiter.Wait(ctx); err != nil {
-		return w.requeue(ctx, n, "interrupted while waiting for the send rate limit", err)
+	if n.Channel != ch.Name {
+		// The row is the authority; the job's copy only chose the rate.
+		if ch, err = w.channels.get(n.Channel); err != nil {
+			log.Warn("cannot send", "error", err)
+			if err := w.requeue(ctx, n, "channel not configured", err); err != nil {
+				return err
+			}
+			return snoozeUnknownChannel()
+		}
 	}
-	res, err := w.api.SendTemplate(ctx, w.request(n))
-	if req, again, ferr := w.fallBack(ctx, n, err); ferr != nil {
+	res, err := ch.API.SendTemplate(ctx, w.request(ch, n))
+	if req, again, ferr := w.fallBack(ctx, ch, n, err); ferr != nil {
 		return ferr
 	} else if again {
-		res, err = w.api.SendTemplate(ctx, req)
+		res, err = ch.API.SendTemplate(ctx, req)
 	}
 	sent, sendErr = true, err
 	if w.afterSend != nil {
@@ -156,8 +170,8 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	case errors.As(err, &apiErr):
 		switch apiErr.Kind {
 		case onemsg.KindRejected:
-			if w.channelWide(rctx, apiErr) {
-				return w.holdChannel(rctx, n, apiErr)
+			if w.channelWide(rctx, ch, apiErr) {
+				return w.holdChannel(rctx, ch.Name, n, apiErr)
 			}
 			log.Warn("1MSG refused the message", "error", apiErr.Message, "code", apiErr.CodeString())
 			if err := w.fail(rctx, n.ID, apiErr); err != nil {
@@ -435,18 +449,23 @@ func (w *SendWorker) hold(ctx context.Context, job *river.Job[SendArgs], n *ledg
 // provably absent it moves the row back to queued and returns decided=false
 // so the caller sends again.
 func (w *SendWorker) reconcile(ctx context.Context, job *river.Job[SendArgs], n *ledger.Notification) (bool, error) {
-	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID)
+	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "channel", n.Channel)
 	since := n.CreatedAt
 	if n.AttemptedAt != nil {
 		since = *n.AttemptedAt
 	}
-	h, err := w.api.Messages(ctx, onemsg.MessagesQuery{ChatID: onemsg.ChatID(n.Phone), MinTime: since.Add(-reconcileWindow), Limit: 100})
+	ch, err := w.channels.get(n.Channel)
+	if err != nil {
+		log.Warn("cannot reconcile yet", "error", err)
+		return true, snoozeUnknownChannel()
+	}
+	h, err := ch.API.Messages(ctx, onemsg.MessagesQuery{ChatID: onemsg.ChatID(n.Phone), MinTime: since.Add(-reconcileWindow), Limit: 100})
 	var apiErr *onemsg.Error
 	switch {
 	case errors.As(err, &apiErr) && apiErr.Kind == onemsg.KindRejected && w.health != nil && apiErr.Scope() == onemsg.ScopeChannel:
 		// A revoked token refuses the history too: the outcome stays open,
 		// the row `sending`, until the channel answers again.
-		return true, w.holdUnreconciled(ctx, apiErr)
+		return true, w.holdUnreconciled(ctx, ch.Name, apiErr)
 	case errors.As(err, &apiErr) && apiErr.Kind == onemsg.KindRejected:
 		return w.inDoubt(ctx, job, n, "1MSG refused the message history query: "+apiErr.Message)
 	case err != nil:

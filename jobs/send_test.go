@@ -35,7 +35,7 @@ func TestCrashBetweenSendAndCommit(t *testing.T) {
 	var crashes atomic.Int32
 	l := &ledger.Ledger{Schema: schema}
 	client, err := NewClient(Config{
-		Pool: pool, Schema: schema, Ledger: l, API: api, Namespace: sandbox.DefaultNamespace,
+		Pool: pool, Schema: schema, Ledger: l, Channels: []Channel{{API: api, Namespace: sandbox.DefaultNamespace}},
 		TrackFirstPoll: 100 * time.Millisecond, TestOnly: true,
 		afterSend: func(context.Context) error {
 			if crashes.Add(1) == 1 {

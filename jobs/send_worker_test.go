@@ -80,17 +80,21 @@ func setupWorkers(t *testing.T, o setupOpts) *workerBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Pool: pool, Schema: schema, API: api, Namespace: sandbox.DefaultNamespace, TrackFirstPoll: 5 * time.Second}
+	cfg := Config{Pool: pool, Schema: schema, Channels: []Channel{{API: api, Namespace: sandbox.DefaultNamespace}}, TrackFirstPoll: 5 * time.Second}
 	if o.config != nil {
 		o.config(&cfg)
 	}
 	cfg.withDefaults()
+	channels, err := newChannelSet(cfg.Channels)
+	if err != nil {
+		t.Fatal(err)
+	}
 	riverCfg := &river.Config{Schema: schema}
 	driver := riverpgxv5.New(nil)
 	return &workerBundle{
 		ctx: context.Background(), pool: pool, schema: schema, tx: committed{pool}, sb: sb, cfg: cfg,
-		send:  rivertest.NewWorker(t, driver, riverCfg, newSendWorker(cfg)),
-		track: rivertest.NewWorker(t, driver, riverCfg, newTrackWorker(cfg)),
+		send:  rivertest.NewWorker(t, driver, riverCfg, newSendWorker(cfg, channels)),
+		track: rivertest.NewWorker(t, driver, riverCfg, newTrackWorker(cfg, channels)),
 	}
 }
 
@@ -450,7 +454,7 @@ func TestSendWorker(t *testing.T) {
 			// Meanwhile another sender on the channel messaged the same
 			// customer about the same order: two unclaimed candidates.
 			b.sb.SetFaults(sandbox.Faults{})
-			if _, err := b.cfg.API.SendTemplate(b.ctx, onemsg.SendTemplateRequest{Phone: n.Phone, Template: sandbox.DefaultTemplate,
+			if _, err := b.cfg.Channels[0].API.SendTemplate(b.ctx, onemsg.SendTemplateRequest{Phone: n.Phone, Template: sandbox.DefaultTemplate,
 				Namespace: sandbox.DefaultNamespace, Language: onemsg.DeterministicLanguage("en"), Params: onemsg.BodyParams(seedParams...)}); err != nil {
 				t.Fatal(err)
 			}

@@ -29,7 +29,7 @@ type TrackWorker struct {
 
 	pool     *pgxpool.Pool
 	ledger   *ledger.Ledger
-	api      API
+	channels channelSet
 	trackFor time.Duration
 	pollBase time.Duration
 	pollMax  time.Duration
@@ -66,7 +66,12 @@ func (w *TrackWorker) Work(ctx context.Context, job *river.Job[TrackArgs]) error
 		return w.expire(ctx, n)
 	}
 
-	hooks, err := w.api.HookInfo(ctx, job.Args.Wamid)
+	ch, err := w.channels.get(n.Channel)
+	if err != nil {
+		w.logger.Warn("cannot poll the status", "event_id", n.EventID, "error", err)
+		return snoozeUnknownChannel()
+	}
+	hooks, err := ch.API.HookInfo(ctx, job.Args.Wamid)
 	if err != nil {
 		var apiErr *onemsg.Error
 		if ctx.Err() != nil {

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -48,8 +49,13 @@ type RelayConfig struct {
 	Schema    string        // names the NOTIFY channel
 	Jobs      JobInserter
 	Ledger    *ledger.Ledger
-	Validator Validator
-	Template  string // ONEMSG_TEMPLATE, recorded on each notification
+	Validator Validator // the default channel's rules
+	Template  string    // ONEMSG_TEMPLATE, recorded on each notification of the default channel
+
+	// Channels are the channels besides the default one (described by
+	// Validator, Template and PairInterval); a payload's "channel" key
+	// names one.
+	Channels []OneMsgChannel
 
 	// BatchSize is how many rows one relay transaction takes. Defaults to
 	// DefaultBatchSize.
@@ -68,6 +74,14 @@ type RelayConfig struct {
 	TracerProvider trace.TracerProvider
 }
 
+// OneMsgChannel is a 1MSG channel as the relay knows it.
+type OneMsgChannel struct {
+	Name         string
+	Template     string
+	Rules        Validator     // its language and body
+	PairInterval time.Duration // its per-recipient spacing; 0 = off
+}
+
 // Relay moves outbox rows to send jobs.
 type Relay struct {
 	cfg       RelayConfig
@@ -75,6 +89,7 @@ type Relay struct {
 	tracer    trace.Tracer // nil when traces are off
 	listening atomic.Bool
 	wake      chan struct{}
+	channels  map[string]OneMsgChannel // by name, the default channel included
 }
 
 // NewRelay returns a relay; Run starts it.
@@ -91,9 +106,18 @@ func NewRelay(cfg RelayConfig) *Relay {
 	if cfg.Ledger == nil {
 		cfg.Ledger = &ledger.Ledger{Schema: cfg.Schema}
 	}
-	r := &Relay{cfg: cfg, logger: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1)}
+	r := &Relay{cfg: cfg, logger: cfg.Logger.With("component", "relay"), wake: make(chan struct{}, 1),
+		channels: map[string]OneMsgChannel{ledger.DefaultChannel: {Name: ledger.DefaultChannel, Template: cfg.Template,
+			Rules: cfg.Validator, PairInterval: cfg.PairInterval}}}
 	if cfg.TracerProvider != nil {
 		r.tracer = tracing.Tracer(cfg.TracerProvider)
+	}
+	if len(cfg.Channels) > 0 {
+		r.cfg.Validator.Channels = map[string]Validator{}
+		for _, c := range cfg.Channels {
+			r.channels[c.Name] = c
+			r.cfg.Validator.Channels[c.Name] = c.Rules
+		}
 	}
 	return r
 }
@@ -264,8 +288,8 @@ func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
 		ids[i] = x.id
 		d := r.decide(x)
 		news[i] = ledger.New{
-			OutboxID: x.id, EventID: x.eventID, EventCreatedAt: x.createdAt, Phone: d.Phone,
-			Template: r.cfg.Template, Language: d.Language, Params: d.Params, Shortened: d.Shortened,
+			OutboxID: x.id, EventID: x.eventID, EventCreatedAt: x.createdAt, Channel: d.Channel, Phone: d.Phone,
+			Template: r.channels[d.Channel].Template, Language: d.Language, Params: d.Params, Shortened: d.Shortened,
 			Status: d.Status, ErrorCode: d.Code, Error: d.Reason, OrderNumber: d.OrderNumber, CustomerName: d.CustomerName,
 		}
 	}
@@ -283,7 +307,7 @@ func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
 	for i, n := range created {
 		switch n.Status {
 		case ledger.StatusQueued:
-			p := river.InsertManyParams{Args: jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID}}
+			p := river.InsertManyParams{Args: jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Channel: n.Channel}}
 			opts := river.InsertOpts{Metadata: tracing.Metadata(n.TraceParent)}
 			if nb := news[i].NotBefore; nb.After(time.Now()) {
 				opts.ScheduledAt = nb
@@ -357,37 +381,48 @@ func (r *Relay) traceNotifications(ctx context.Context, news []ledger.New) (end 
 }
 
 // pace sets NotBefore on queued rows whose phone had a send scheduled
-// within PairInterval, so the send job is scheduled after it. Two relays
-// pacing the same phone at the same instant can still collide; 1MSG's 131056
-// then snoozes the later send, which is correct, only less tidy.
+// through the same channel within the channel's pair interval, so the send
+// job is scheduled after it. Meta's pair limit is per business number and
+// recipient, hence per channel and phone. A transaction-level advisory lock
+// per channel and phone, taken in a fixed order, makes relays of several
+// daemons pace one phone one after the other: the second reads the first's
+// committed schedule.
 func (r *Relay) pace(ctx context.Context, tx pgx.Tx, news []ledger.New) error {
-	if r.cfg.PairInterval <= 0 {
-		return nil
-	}
-	var phones []string
+	var chans, phones []string
+	var gaps []time.Duration
 	for _, n := range news {
-		if n.Status == ledger.StatusQueued {
-			phones = append(phones, n.Phone)
+		if n.Status != ledger.StatusQueued {
+			continue
+		}
+		if gap := r.channels[n.Channel].PairInterval; gap > 0 {
+			chans, phones, gaps = append(chans, n.Channel), append(phones, n.Phone), append(gaps, gap)
 		}
 	}
 	if len(phones) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, `SELECT p, (SELECT max(n.not_before) FROM notification n
-			WHERE n.phone = p AND n.not_before > now() - $2::interval)
-		FROM unnest($1::text[]) p`, phones, r.cfg.PairInterval)
+	longest := slices.Max(gaps)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(k) FROM (
+			SELECT DISTINCT hashtextextended(current_schema() || '/' || c || '/' || p, 0) AS k
+			FROM unnest($1::text[], $2::text[]) AS u(c, p) ORDER BY k) s`, chans, phones); err != nil {
+		return fmt.Errorf("lock phones for pacing: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT c, p, (SELECT max(n.not_before) FROM notification n
+			WHERE n.phone = p AND n.channel = c AND n.not_before > now() - $3::interval)
+		FROM unnest($1::text[], $2::text[]) AS u(c, p)`, chans, phones, longest)
 	if err != nil {
 		return fmt.Errorf("read recent sends per phone: %w", err)
 	}
-	last := map[string]time.Time{}
+	type key struct{ channel, phone string }
+	last := map[key]time.Time{}
 	for rows.Next() {
-		var phone string
+		var k key
 		var at *time.Time
-		if err := rows.Scan(&phone, &at); err != nil {
+		if err := rows.Scan(&k.channel, &k.phone, &at); err != nil {
 			return err
 		}
 		if at != nil {
-			last[phone] = *at
+			last[k] = *at
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -396,15 +431,17 @@ func (r *Relay) pace(ctx context.Context, tx pgx.Tx, news []ledger.New) error {
 	now := time.Now()
 	for i := range news {
 		n := &news[i]
-		if n.Status != ledger.StatusQueued {
+		gap := r.channels[n.Channel].PairInterval
+		if n.Status != ledger.StatusQueued || gap <= 0 {
 			continue
 		}
+		k := key{n.Channel, n.Phone}
 		next := now
-		if prev, ok := last[n.Phone]; ok && prev.Add(r.cfg.PairInterval).After(next) {
-			next = prev.Add(r.cfg.PairInterval)
+		if prev, ok := last[k]; ok && prev.Add(gap).After(next) {
+			next = prev.Add(gap)
 		}
 		n.NotBefore = next
-		last[n.Phone] = next
+		last[k] = next
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -68,11 +69,16 @@ var valLanguageRE = regexp.MustCompile(`^[a-z]{2,3}(_[A-Z]{2})?$`)
 type Validator struct {
 	Language string // default template language (ONEMSG_LANGUAGE), e.g. "en"
 	Body     string // template body with {{1}}..{{4}}; "" means DefaultBody
+	// Channels are the channels besides the default one (whose rules are
+	// Language and Body above) that a payload's "channel" key may name,
+	// each with its own language and body; nil: the default channel only.
+	Channels map[string]Validator
 }
 
 // Decision is what to do with one outbox row.
 type Decision struct {
 	Status   ledger.Status // StatusQueued, StatusRejected or StatusSkipped
+	Channel  string        // the channel it goes out through (ledger.DefaultChannel unless the payload names another)
 	Phone    string        // normalized digits, E.164 without "+" ("" when the phone could not be read)
 	Language string        // template language code to send with
 	Params   []string      // the four body texts exactly as they will be sent (nil when rejected or skipped)
@@ -81,7 +87,7 @@ type Decision struct {
 	OrderNumber  string
 	CustomerName string
 	Shortened    []string // names of payload keys that were shortened to fit 1024 chars, in order ("product_name", "next_step")
-	Code         string   // machine-readable reason for rejected/skipped, e.g. "missing_field", "invalid_phone", "not_a_string", "empty_text", "body_too_long", "unknown_event_type", "invalid_json", "payload_too_large", "invalid_language", "opted_out"
+	Code         string   // machine-readable reason for rejected/skipped, e.g. "missing_field", "invalid_phone", "not_a_string", "empty_text", "body_too_long", "unknown_event_type", "invalid_json", "payload_too_large", "invalid_language", "opted_out", "unknown_channel"
 	Reason       string   // human sentence naming the field, the rule and what to do, e.g. `payload.phone "12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"`
 }
 
@@ -145,7 +151,7 @@ func (v Validator) Render(params []string) string {
 // Phone and Language are filled in whenever they could be read, also for
 // rejected and skipped rows, so the ledger shows whom a row was for.
 func (v Validator) Validate(eventType string, payload []byte) Decision {
-	d := Decision{Language: v.language()}
+	d := Decision{Language: v.language(), Channel: ledger.DefaultChannel}
 
 	if eventType != EventTypeOrderCancelled {
 		return d.reject("unknown_event_type", fmt.Sprintf(
@@ -159,6 +165,54 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 	if obj == nil {
 		return d.reject("invalid_json", reason)
 	}
+	// The channel decides the rules (language, body) of everything below.
+	if raw, ok := obj["channel"]; ok {
+		switch kind := valKind(raw); {
+		case kind == "null" || (kind == "string" && valString(raw) == ""):
+			// not given: the default channel
+		case kind != "string":
+			return d.reject("not_a_string", fmt.Sprintf("payload.channel is %s, not a string: write one of %s, or omit it for %q",
+				valDescribe(raw), v.channelNames(), ledger.DefaultChannel))
+		default:
+			name := valString(raw)
+			cv, ok := v.channel(name)
+			if !ok {
+				return d.reject("unknown_channel", fmt.Sprintf("payload.channel %s is not a configured channel: write one of %s (CANCELNOTIFY_CHANNELS_FILE), or omit it for %q",
+					valQuote(name), v.channelNames(), ledger.DefaultChannel))
+			}
+			cd := cv.validate(obj)
+			cd.Channel = name
+			return cd
+		}
+	}
+	return v.validate(obj)
+}
+
+// channel returns the rules of the channel named name.
+func (v Validator) channel(name string) (Validator, bool) {
+	if name == ledger.DefaultChannel {
+		return v, true
+	}
+	cv, ok := v.Channels[name]
+	cv.Channels = nil
+	return cv, ok
+}
+
+// channelNames lists the names a payload may give, quoted, default first.
+func (v Validator) channelNames() string {
+	names := []string{strconv.Quote(ledger.DefaultChannel)}
+	others := make([]string, 0, len(v.Channels))
+	for n := range v.Channels {
+		others = append(others, strconv.Quote(n))
+	}
+	slices.Sort(others)
+	return valJoinOr(append(names, others...))
+}
+
+// validate is Validate after the payload was decoded and its channel
+// chosen; v holds that channel's rules.
+func (v Validator) validate(obj map[string]json.RawMessage) Decision {
+	d := Decision{Language: v.language(), Channel: ledger.DefaultChannel}
 
 	// Best effort, before anything can fail, so rejected and skipped rows
 	// still record the recipient, the order and the language.
@@ -562,6 +616,14 @@ func valClip(s string, n int) string { return textcut.Truncate(s, n+1) }
 // valQuote quotes a user value for a Reason, at most valMaxReasonValue runes.
 func valQuote(s string) string {
 	return strconv.Quote(valClip(s, valMaxReasonValue))
+}
+
+// valJoinOr joins names as "a", "a or b" or "a, b or c".
+func valJoinOr(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // valJoin joins names as "a", "a and b" or "a, b and c".

@@ -52,6 +52,12 @@ func seedParams() []string {
 	return []string{"Alexey", "10482", "Wireless headphones", seedNextStepSent}
 }
 
+// twoChannels is a default channel in English with the seed's body, and
+// brand-b in Russian with a shorter body.
+var twoChannels = Validator{Language: "en", Channels: map[string]Validator{
+	"brand-b": {Language: "ru", Body: "{{1}}: {{2}} / {{3}} / {{4}}"},
+}}
+
 func TestValidate(t *testing.T) {
 	const (
 		queued   = ledger.StatusQueued
@@ -83,6 +89,7 @@ func TestValidate(t *testing.T) {
 		code      string
 		phone     string
 		language  string // "" means "en"
+		channel   string // "" means ledger.DefaultChannel
 		params    []string
 		shortened []string
 		reason    []string // fragments the Reason must contain
@@ -257,6 +264,28 @@ func TestValidate(t *testing.T) {
 		{name: "custom body", v: Validator{Language: "ru", Body: "{{1}}: {{2}} / {{3}} / {{4}}"}, payload: vPayload(map[string]any{"product_name": long}),
 			status: queued, phone: "79001234567", language: "ru", shortened: []string{"product_name"},
 			params: []string{"Alexey", "10482", strings.Repeat("x", 1024-8-6-5-utf8.RuneCountInString(seedNextStep)-1) + "…", seedNextStep}},
+
+		// Routing by payload.channel: each channel has its own rules.
+		{name: "channel named", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-b"}),
+			status: queued, phone: "79001234567", language: "ru", channel: "brand-b", params: seedParams()},
+		{name: "channel default by name", v: twoChannels, payload: vPayload(map[string]any{"channel": "default"}),
+			status: queued, phone: "79001234567", params: seedParams()},
+		{name: "channel absent is default", v: twoChannels, payload: vPayload(nil),
+			status: queued, phone: "79001234567", params: seedParams()},
+		{name: "channel null or empty is default", v: twoChannels, payload: vPayload(map[string]any{"channel": ""}),
+			status: queued, phone: "79001234567", params: seedParams()},
+		{name: "channel's own body", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-b", "product_name": long}),
+			status: queued, phone: "79001234567", language: "ru", channel: "brand-b", shortened: []string{"product_name"},
+			params: []string{"Alexey", "10482", strings.Repeat("x", 1024-8-6-5-utf8.RuneCountInString(seedNextStep)-1) + "…", seedNextStep}},
+		{name: "channel's field rules still apply", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-b", "phone": "12345"}),
+			status: rejected, code: "invalid_phone", language: "ru", channel: "brand-b", reason: []string{"payload.phone"}},
+		{name: "channel unknown", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-x"}),
+			status: rejected, code: "unknown_channel",
+			reason: []string{`payload.channel "brand-x" is not a configured channel: write one of "default" or "brand-b"`}},
+		{name: "channel unknown without a channels file", payload: vPayload(map[string]any{"channel": "brand-b"}),
+			status: rejected, code: "unknown_channel", reason: []string{`write one of "default" (CANCELNOTIFY_CHANNELS_FILE)`}},
+		{name: "channel not a string", v: twoChannels, payload: vPayload(map[string]any{"channel": 7}),
+			status: rejected, code: "not_a_string", reason: []string{`payload.channel is a number (7), not a string: write one of "default" or "brand-b"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -265,9 +294,12 @@ func TestValidate(t *testing.T) {
 				et = EventTypeOrderCancelled
 			}
 			got := tc.v.Validate(et, []byte(tc.payload))
-			want := Decision{Status: tc.status, Code: tc.code, Phone: tc.phone, Language: tc.language, Params: tc.params, Shortened: tc.shortened}
+			want := Decision{Status: tc.status, Channel: tc.channel, Code: tc.code, Phone: tc.phone, Language: tc.language, Params: tc.params, Shortened: tc.shortened}
 			if want.Language == "" {
 				want.Language = "en"
+			}
+			if want.Channel == "" {
+				want.Channel = ledger.DefaultChannel
 			}
 			reason := got.Reason
 			got.Reason = ""
@@ -287,7 +319,8 @@ func TestValidate(t *testing.T) {
 				t.Errorf("reason is %d runes long", n)
 			}
 			if got.Status == queued {
-				if n := utf8.RuneCountInString(tc.v.Render(got.Params)); n > 1024 {
+				rules, _ := tc.v.channel(got.Channel)
+				if n := utf8.RuneCountInString(rules.Render(got.Params)); n > 1024 {
 					t.Errorf("rendered body is %d runes", n)
 				}
 			}

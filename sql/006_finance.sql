@@ -56,7 +56,7 @@ SELECT
     CASE WHEN coalesce(n.phone, '') = '' THEN NULL
          ELSE '+' || left(n.phone, greatest(length(n.phone) - 6, 1)) || '****' || right(n.phone, 2)
     END AS phone_masked,
-    coalesce(n.channel, 'default') AS channel,
+    coalesce(n.channel, o.payload ->> 'channel', 'default') AS channel,
     coalesce(n.status, 'queued') AS status,
     coalesce(n.status IN ('delivered', 'read', 'failed', 'rejected', 'skipped', 'expired'), false) AS final,
     n.error_code,
@@ -123,7 +123,7 @@ COMMENT ON COLUMN notification.pricing_type IS 'Meta''s pricing type: regular (c
 COMMENT ON COLUMN notification.billable IS 'Whether Meta charges for the message; NULL while unknown.';
 COMMENT ON COLUMN notification.order_number IS 'Order number as the payload gave it ({{2}}), also for rejected and skipped rows.';
 COMMENT ON COLUMN notification.customer_name IS 'Customer name as the payload gave it ({{1}}), also for rejected and skipped rows.';
-COMMENT ON COLUMN notification.channel IS 'Name of the 1MSG channel the message goes through; default is the one the ONEMSG_* variables configure.';
+COMMENT ON COLUMN notification.channel IS 'Name of the 1MSG channel the message goes through: the payload''s "channel" key, or "default" (the ONEMSG_* variables); the other names are those of CANCELNOTIFY_CHANNELS_FILE.';
 
 COMMENT ON TABLE notification_event IS 'Every status received or decided for a notification, from any source, applied or not: the full history.';
 COMMENT ON COLUMN notification_event.id IS 'Row id; orders the history.';
@@ -151,7 +151,7 @@ COMMENT ON COLUMN notification_report.event_id IS 'The OMS''s event id.';
 COMMENT ON COLUMN notification_report.order_number IS 'Order number ({{2}}).';
 COMMENT ON COLUMN notification_report.customer_name IS 'Customer name ({{1}}).';
 COMMENT ON COLUMN notification_report.phone_masked IS 'Recipient, masked: +79001****67.';
-COMMENT ON COLUMN notification_report.channel IS 'Name of the 1MSG channel.';
+COMMENT ON COLUMN notification_report.channel IS 'The 1MSG channel the message goes through (notification.channel; before the relay, the payload''s "channel" key or "default").';
 COMMENT ON COLUMN notification_report.status IS 'Latest status (queued while the relay has not picked the row up).';
 COMMENT ON COLUMN notification_report.final IS 'Whether the status is final: delivered, read, failed, rejected, skipped or expired.';
 COMMENT ON COLUMN notification_report.error_code IS 'Meta''s code for failed; the rule name for rejected.';

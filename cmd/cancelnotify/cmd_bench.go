@@ -37,6 +37,10 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	daemonEnv := s.add("", "daemon-env", "", "more daemon settings, space-separated KEY=VALUE")
 	daemonLog := s.add("", "daemon-log-level", def.DaemonLogLevel, "daemon's log level")
 	timeout := s.add("", "timeout", def.Timeout.String(), "give up on a phase whose messages have not settled after this long")
+	shared := s.addBool("", "shared-rate", false, "instead: the shared-rate harness (several daemons, one channel rate, a kill, two channels)")
+	sharedDaemons := s.add("", "shared-daemons", "3", "shared-rate: daemon processes")
+	sharedRate := s.add("", "shared-rate-limit", "20", "shared-rate: the channel's rate, messages/s for all daemons together")
+	sharedMessages := s.add("", "shared-messages", "300", "shared-rate: messages per phase")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -44,6 +48,19 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 		return usageError("unexpected arguments %q: bench takes only flags", fs.Args())
 	}
 
+	if s.boolean(shared) {
+		sc := bench.SharedConfig{DatabaseURL: s.databaseURL(dbURL), Schema: schema.raw + "_shared",
+			Daemons: s.integer(sharedDaemons, 2, 10), Rate: s.float(sharedRate, 1, 1000), Messages: s.integer(sharedMessages, 10, 100000), Out: e.stdout}
+		if err := s.err(); err != nil {
+			return err
+		}
+		bin, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the cancelnotify binary to run the daemons: %w", err)
+		}
+		sc.Binary = bin
+		return bench.RunShared(ctx, sc)
+	}
 	cfg := def
 	cfg.DatabaseURL = s.databaseURL(dbURL)
 	cfg.Schema = schema.raw

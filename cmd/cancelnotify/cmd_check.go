@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cancelnotify/cancelnotify/internal/channels"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
@@ -30,17 +31,41 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	if err := s.err(); err != nil {
 		return err
 	}
-	api, err := onemsg.NewClient(omv.client)
-	if err != nil {
-		return err
-	}
 	pool, err := cnsql.Open(ctx, url, schema, 2)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	r := preflight.Run(ctx, preflight.Config{Pool: pool, Schema: schema, API: api, Template: omv.template,
-		Namespace: omv.namespace, Language: omv.language, WebhookSecret: webhookSecret})
+	// The database once, then each channel: its findings are named
+	// "<channel>/<check>" when there are several.
+	type target struct {
+		name                          string
+		client                        onemsg.Config
+		template, namespace, language string
+	}
+	targets := []target{{channels.Default, omv.client, omv.template, omv.namespace, omv.language}}
+	for _, c := range omv.more {
+		targets = append(targets, target{c.Name, c.OneMsg, c.Template, c.Namespace, c.Language})
+	}
+	var r preflight.Report
+	for i, tg := range targets {
+		api, err := onemsg.NewClient(tg.client)
+		if err != nil {
+			return fmt.Errorf("channel %s: %w", tg.name, err)
+		}
+		pc := preflight.Config{API: api, Template: tg.template, Namespace: tg.namespace, Language: tg.language, WebhookSecret: webhookSecret}
+		if i == 0 {
+			pc.Pool, pc.Schema = pool, schema
+		}
+		cr := preflight.Run(ctx, pc)
+		for _, f := range cr.Findings {
+			if len(targets) > 1 && f.Name != "database" {
+				f.Name = tg.name + "/" + f.Name
+			}
+			r.Findings = append(r.Findings, f)
+		}
+		r.TemplateMissing = r.TemplateMissing || cr.TemplateMissing
+	}
 	if jsonOut {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")

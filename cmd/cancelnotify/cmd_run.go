@@ -78,6 +78,7 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 // oneMsgOptions are the 1MSG settings (README.md, "Configuration").
 type oneMsgOptions struct {
 	apiURL, channel, token, template, namespace, language, timeout, sendTTL *option
+	channelsFile                                                            *option
 }
 
 func addOneMsgOptions(s *settings) oneMsgOptions {
@@ -91,6 +92,8 @@ func addOneMsgOptions(s *settings) oneMsgOptions {
 		timeout:   s.add("ONEMSG_TIMEOUT", "onemsg-timeout", durationText(onemsg.DefaultTimeout), "timeout of one 1MSG API call"),
 		sendTTL: s.add("ONEMSG_SEND_TTL", "onemsg-send-ttl", "",
 			"how long Meta keeps trying to deliver a message before dropping it (messageSendTtlSeconds): 30s to 12h for a utility template, e.g. 6h or 21600, or -1 for Meta's 30 days; unset = the template's default"),
+		channelsFile: s.add("CANCELNOTIFY_CHANNELS_FILE", "channels-file", "",
+			"YAML file of more 1MSG channels besides the ONEMSG_* one (named default); a payload's \"channel\" key names one; \"\" = none"),
 	}
 }
 
@@ -100,6 +103,7 @@ type oneMsgValues struct {
 	template, namespace string
 	language            string
 	sendTTL             int // seconds; 0 = unset
+	more                []fileChannel // CANCELNOTIFY_CHANNELS_FILE
 }
 
 func (o oneMsgOptions) values(s *settings) oneMsgValues {
@@ -115,6 +119,7 @@ func (o oneMsgOptions) values(s *settings) oneMsgValues {
 		language:  s.required(o.language, "ONEMSG_LANGUAGE=en"),
 		sendTTL:   s.sendTTL(o.sendTTL),
 	}
+	v.more = s.channelsFile(o.channelsFile, v)
 	return v
 }
 
@@ -163,8 +168,8 @@ func addDaemonOptions(s *settings) daemonOptions {
 		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", strconv.Itoa(jobs.DefaultSendWorkers), "concurrent sends"),
 		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", strconv.Itoa(jobs.DefaultTrackWorkers), "concurrent status polls"),
 		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", strconv.Itoa(daemon.DefaultMaxConns), "database pool size"),
-		rate:           s.add("CANCELNOTIFY_RATE", "rate", strconv.Itoa(daemon.DefaultRate), "send rate limit of this process, messages/s (Meta's default per number: 80); split it across instances; 0 = unlimited"),
-		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", durationText(daemon.DefaultPairInterval), "least gap between two messages to one phone (Meta's pair limit); 0 = off"),
+		rate:           s.add("CANCELNOTIFY_RATE", "rate", strconv.Itoa(daemon.DefaultRate), "send rate of the default channel, messages/s for all instances on the schema together (Meta's default per number: 80); 0 = unlimited"),
+		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", durationText(daemon.DefaultPairInterval), "least gap between two messages to one phone (Meta's pair limit), all instances together; default of every channel; 0 = off"),
 		retention:      s.add("CANCELNOTIFY_RETENTION", "retention", durationText(jobs.DefaultRetention), "delete final notifications (with outbox rows and history) older than this; 0 = keep forever"),
 		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", durationText(jobs.DefaultCompletedJobRetention), "River keeps completed jobs this long"),
 		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", durationText(jobs.DefaultCancelledJobRetention), "River keeps cancelled jobs (refused sends, in_doubt) this long"),
@@ -254,6 +259,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	cfg.OneMsg, cfg.Template, cfg.Namespace, cfg.Language = omv.client, omv.template, omv.namespace, omv.language
 	cfg.SendTTL = omv.sendTTL
 	do.apply(s, &cfg)
+	cfg.Channels = omv.daemonChannels(cfg.PairInterval)
 	cfg.Logger = lo.logger(s, e.stderr)
 	if err := s.err(); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cancelnotify/cancelnotify/onemsg"
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
 )
 
@@ -26,6 +27,7 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 	ratePS := s.add("", "rate", "0", "enforce Meta's throughput limit (messages/s, 130429 when exceeded); 0 = off")
 	pair := s.add("", "pair-interval", "0s", "enforce Meta's per-recipient gap (131056 when violated; Meta: 6s); 0 = off")
 	seed := s.add("", "seed", "0", "random seed (0 = time-based)")
+	chans := s.add("CANCELNOTIFY_CHANNELS_FILE", "channels-file", "", "serve the file's channels too, each with its token_file's token and its template (as the daemon reads them)")
 	lo := addLogOptions(s)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -45,6 +47,12 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 	cfg.Faults.RatePerSecond = s.float(ratePS, 0, 1e6)
 	cfg.Faults.PairInterval = s.duration(pair)
 	cfg.Seed = int64(s.integer(seed, 0, 1<<62))
+	def := oneMsgValues{client: onemsg.Config{Channel: cfg.Channel}, language: cfg.Templates[0].Language}
+	for _, c := range s.channelsFile(chans, def) {
+		tpl := sandbox.DefaultTemplates()
+		tpl[0].Name, tpl[0].Namespace, tpl[0].Language = c.Template, c.Namespace, c.Language
+		cfg.Channels = append(cfg.Channels, sandbox.ChannelConfig{Channel: c.OneMsg.Channel, Token: c.OneMsg.Token, Templates: tpl})
+	}
 	logger := lo.logger(s, e.stderr)
 	if err := s.err(); err != nil {
 		return err
@@ -63,7 +71,10 @@ func cmdSandbox(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "  ONEMSG_API_URL=%s ONEMSG_CHANNEL_ID=%s ONEMSG_TOKEN=%s\n", base, cfg.Channel, cfg.Token)
 	fmt.Fprintf(e.stdout, "  template %s (namespace %s, language %s); instruments at %s/_sandbox/stats\n",
 		cfg.Templates[0].Name, cfg.Templates[0].Namespace, cfg.Templates[0].Language, base)
-	logger.Info("sandbox started", "addr", base, "channel", cfg.Channel)
+	for _, c := range cfg.Channels {
+		fmt.Fprintf(e.stdout, "  also channel %s (template %s, namespace %s)\n", c.Channel, c.Templates[0].Name, c.Templates[0].Namespace)
+	}
+	logger.Info("sandbox started", "addr", base, "channel", cfg.Channel, "more_channels", len(cfg.Channels))
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

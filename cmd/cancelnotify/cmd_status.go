@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,22 +99,31 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 
 // counts is `status` without arguments.
 type counts struct {
-	Schema           string           `json:"schema"`
-	Total            int64            `json:"total"`
-	ByStatus         map[string]int64 `json:"by_status"`
-	Unrelayed        int64            `json:"unrelayed"`
-	OldestUnrelayedS float64          `json:"oldest_unrelayed_seconds"`
-	Channels         []health.Status  `json:"channels"`
+	Schema   string           `json:"schema"`
+	Total    int64            `json:"total"`
+	ByStatus map[string]int64 `json:"by_status"`
+	// ByChannel counts each channel's notifications by status.
+	ByChannel        map[string]map[string]int64 `json:"by_channel"`
+	Unrelayed        int64                       `json:"unrelayed"`
+	OldestUnrelayedS float64                     `json:"oldest_unrelayed_seconds"`
+	Channels         []health.Status             `json:"channels"`
 }
 
 func readCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (*counts, error) {
-	by, err := ledger.CountByStatus(ctx, pool)
+	by, err := ledger.CountByStatusAndChannel(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
-	c := &counts{Schema: schema, ByStatus: map[string]int64{}}
-	for st, n := range by {
-		c.ByStatus[string(st)] = n
+	c := &counts{Schema: schema, ByStatus: map[string]int64{}, ByChannel: map[string]map[string]int64{}}
+	for _, st := range ledger.Statuses {
+		c.ByStatus[string(st)] = 0
+	}
+	for k, n := range by {
+		c.ByStatus[string(k.Status)] += n
+		if c.ByChannel[k.Channel] == nil {
+			c.ByChannel[k.Channel] = map[string]int64{}
+		}
+		c.ByChannel[k.Channel][string(k.Status)] = n
 		c.Total += n
 	}
 	b, err := outbox.ReadBacklog(ctx, pool)
@@ -137,8 +148,18 @@ func printChannels(w io.Writer, chans []health.Status) {
 func (c *counts) print(w io.Writer) {
 	fmt.Fprintf(w, "schema %s: %d notifications\n", c.Schema, c.Total)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	chans := slices.Sorted(maps.Keys(c.ByChannel))
+	if len(chans) > 1 {
+		fmt.Fprintf(tw, "\tall\t%s\t\n", strings.Join(chans, "\t"))
+	}
 	for _, st := range ledger.Statuses {
-		fmt.Fprintf(tw, "%s\t%d\t\n", st, c.ByStatus[string(st)])
+		fmt.Fprintf(tw, "%s\t%d\t", st, c.ByStatus[string(st)])
+		if len(chans) > 1 {
+			for _, ch := range chans {
+				fmt.Fprintf(tw, "%d\t", c.ByChannel[ch][string(st)])
+			}
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	printChannels(w, c.Channels)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cancelnotify/cancelnotify/internal/channels"
 	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
@@ -29,6 +30,16 @@ func cmdWebhook(ctx context.Context, e *env, args []string) error {
 		Token:   s.token(om.token),
 		Timeout: s.duration(om.timeout),
 	}
+	// Every channel pushes to the same receiver, which tells them apart by
+	// instanceId.
+	type channelConn struct {
+		name string
+		cfg  onemsg.Config
+	}
+	targets := []channelConn{{channels.Default, cfg}}
+	for _, c := range s.channelsFile(om.channelsFile, oneMsgValues{client: cfg}) {
+		targets = append(targets, channelConn{c.Name, c.OneMsg})
+	}
 	var target string
 	if sub == "register" {
 		sec, _ := s.secretValue(secret, "webhook-secret")
@@ -40,6 +51,22 @@ func cmdWebhook(ctx context.Context, e *env, args []string) error {
 	if err := s.err(); err != nil {
 		return err
 	}
+	for _, tg := range targets {
+		if len(targets) > 1 {
+			fmt.Fprintf(e.stdout, "channel %s (%s):\n", tg.name, tg.cfg.Channel)
+		}
+		if err := webhookOne(ctx, e, sub, tg.cfg, target); err != nil {
+			if len(targets) > 1 {
+				return fmt.Errorf("channel %s: %w", tg.name, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// webhookOne shows or registers the webhook of one channel.
+func webhookOne(ctx context.Context, e *env, sub string, cfg onemsg.Config, target string) error {
 	client, err := onemsg.NewClient(cfg)
 	if err != nil {
 		return err

@@ -79,15 +79,15 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatalf("/metrics %d", code)
 	}
 	for _, want := range []string{
-		`cancelnotify_notifications{status="read"} 2`,
-		`cancelnotify_notifications{status="failed"} 1`,
-		`cancelnotify_notifications{status="rejected"} 1`,
-		`cancelnotify_notifications{status="in_doubt"} 0`,
-		`cancelnotify_status_transitions_total{from="sending",source="api",to="sent"} 3`,
-		`cancelnotify_status_transitions_total{from="",source="daemon",to="rejected"} 1`,
+		`cancelnotify_notifications{channel="default",status="read"} 2`,
+		`cancelnotify_notifications{channel="default",status="failed"} 1`,
+		`cancelnotify_notifications{channel="default",status="rejected"} 1`,
+		`cancelnotify_notifications{channel="default",status="in_doubt"} 0`,
+		`cancelnotify_status_transitions_total{channel="default",from="sending",source="api",to="sent"} 3`,
+		`cancelnotify_status_transitions_total{channel="default",from="",source="daemon",to="rejected"} 1`,
 		`cancelnotify_accept_latency_seconds_count 3`,
 		`cancelnotify_delivery_latency_seconds_count 2`,
-		`cancelnotify_onemsg_requests_total{endpoint="sendTemplate",outcome="ok"} 3`,
+		`cancelnotify_onemsg_requests_total{channel="default",endpoint="sendTemplate",outcome="ok"} 3`,
 		`cancelnotify_webhook_requests_total{result="ok"}`,
 		`cancelnotify_relay_lag_seconds 0`,
 		`cancelnotify_river_jobs{queue="cancelnotify_send",state="completed"} 3`,

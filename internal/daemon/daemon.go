@@ -19,13 +19,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 
 	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/metrics"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
+	"github.com/cancelnotify/cancelnotify/internal/sendrate"
 	"github.com/cancelnotify/cancelnotify/internal/webhook"
 	"github.com/cancelnotify/cancelnotify/jobs"
 	"github.com/cancelnotify/cancelnotify/onemsg"
@@ -62,13 +62,18 @@ type Config struct {
 	RelayBatchSize    int
 	RelayPollInterval time.Duration
 
-	// Rate is the send rate limit of this process, in messages per second;
-	// 0 = unlimited. With several instances on one channel, give each its
-	// share. The command line defaults to DefaultRate.
+	// Rate is the default channel's send rate in messages per second for
+	// every daemon on the schema together (Meta's default per number: 80);
+	// 0 = unlimited. See internal/sendrate.
 	Rate float64
-	// PairInterval spaces messages to one phone; 0 = off. The command line
-	// defaults to DefaultPairInterval.
+	// PairInterval spaces messages to one phone through the default
+	// channel (Meta: 6s); 0 = off.
 	PairInterval time.Duration
+
+	// Channels are the 1MSG channels besides the default one, which the
+	// fields above (OneMsg, Template, Namespace, Language, Body, Rate,
+	// PairInterval) describe. A payload's "channel" key names one.
+	Channels []Channel
 
 	// Retention deletes final notifications older than this; negative
 	// keeps everything. River's own finished-job retention:
@@ -152,6 +157,20 @@ const (
 	DefaultPairInterval = 6 * time.Second
 )
 
+// Channel is one 1MSG channel: its own client (id, token), template and
+// send rate. Its OneMsg.BaseURL and Timeout default to the default
+// channel's.
+type Channel struct {
+	Name         string
+	OneMsg       onemsg.Config
+	Template     string
+	Namespace    string
+	Language     string
+	Body         string // template body text; default: read by the preflight, else the seed's
+	Rate         float64
+	PairInterval time.Duration
+}
+
 // Notifier is systemd's notify protocol as the daemon uses it.
 type Notifier interface {
 	Ready() error
@@ -165,7 +184,7 @@ type Daemon struct {
 	cfg    Config
 	logger *slog.Logger
 	pool   *pgxpool.Pool
-	api    *onemsg.Client
+	chans  []channel // the default channel first
 	river  *river.Client[pgx.Tx]
 	relay  *outbox.Relay
 	ledger *ledger.Ledger
@@ -177,6 +196,30 @@ type Daemon struct {
 	health    *health.Monitor
 
 	riverRunning atomic.Bool
+}
+
+// channel is a configured channel with its running parts.
+type channel struct {
+	Channel
+	api     *onemsg.Client
+	limiter *sendrate.Limiter // nil = unlimited
+}
+
+// channels lists every configured channel, the default one first.
+func (cfg *Config) channels() []Channel {
+	def := Channel{Name: ledger.DefaultChannel, OneMsg: cfg.OneMsg, Template: cfg.Template, Namespace: cfg.Namespace,
+		Language: cfg.Language, Body: cfg.Body, Rate: cfg.Rate, PairInterval: cfg.PairInterval}
+	out := []Channel{def}
+	for _, c := range cfg.Channels {
+		if c.OneMsg.BaseURL == "" {
+			c.OneMsg.BaseURL = cfg.OneMsg.BaseURL
+		}
+		if c.OneMsg.Timeout == 0 {
+			c.OneMsg.Timeout = cfg.OneMsg.Timeout
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // New connects to the database, verifies the schema is migrated, and builds
@@ -201,27 +244,41 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.MetricsCacheFor <= 0 {
 		cfg.MetricsCacheFor = 10 * time.Second
 	}
-	m := metrics.New(pool, cfg.MetricsCacheFor, cfg.Logger)
-	cfg.OneMsg.Observer = m
-	cfg.OneMsg.TracerProvider = cfg.TracerProvider
-	api, err := onemsg.NewClient(cfg.OneMsg)
-	if err != nil {
-		pool.Close()
-		return nil, err
+	var names []string
+	for _, c := range cfg.channels() {
+		names = append(names, c.Name)
 	}
-	d := &Daemon{cfg: cfg, logger: cfg.Logger, pool: pool, api: api, metrics: m}
+	m := metrics.New(pool, cfg.MetricsCacheFor, cfg.Logger, names)
+	d := &Daemon{cfg: cfg, logger: cfg.Logger, pool: pool, metrics: m}
+	for _, c := range cfg.channels() {
+		oc := c.OneMsg
+		oc.Observer = m.Channel(c.Name)
+		oc.TracerProvider = cfg.TracerProvider
+		api, err := onemsg.NewClient(oc)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("channel %s: %w", c.Name, err)
+		}
+		ch := channel{Channel: c, api: api}
+		if c.Rate > 0 {
+			ch.limiter = sendrate.New(pool, c.Name, c.Rate, cfg.Logger)
+		}
+		d.chans = append(d.chans, ch)
+	}
 	if err := cnsql.Check(ctx, pool, cfg.Schema); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	if cfg.Preflight {
-		body, err := d.preflight(ctx)
-		if err != nil {
-			pool.Close()
-			return nil, err
-		}
-		if cfg.Body == "" {
-			cfg.Body = body
+		for i := range d.chans {
+			body, err := d.preflight(ctx, &d.chans[i])
+			if err != nil {
+				pool.Close()
+				return nil, err
+			}
+			if d.chans[i].Body == "" {
+				d.chans[i].Body = body
+			}
 		}
 	}
 	ttl := time.Duration(cfg.SendTTL) * time.Second
@@ -229,25 +286,28 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		ttl = 30 * 24 * time.Hour // -1: Meta's 30 days
 	}
 	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m, SendTTL: ttl}
-	var limiter jobs.Limiter
-	if cfg.Rate > 0 {
-		// Burst 1: sends are spread evenly, so 1MSG's and Meta's per-second
-		// windows never see more than the rate, whatever the backlog.
-		limiter = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
+	var jch []jobs.Channel
+	var hch []health.Channel
+	for _, c := range d.chans {
+		jc := jobs.Channel{Name: c.Name, API: c.api, Namespace: c.Namespace, Language: c.Language}
+		if c.limiter != nil {
+			jc.Limiter = c.limiter
+		}
+		jch = append(jch, jc)
+		hch = append(hch, health.Channel{Name: c.Name, API: c.api, Template: c.Template, Namespace: c.Namespace, Language: c.Language})
+		m.WatchChannels(c.Name)
 	}
 	d.health = health.New(health.Config{Pool: pool, Owner: cfg.RiverID, Wake: jobs.WakeHeld(pool),
-		Channels: []health.Channel{{Name: health.Default, API: api, Template: cfg.Template, Namespace: cfg.Namespace, Language: cfg.Language}},
+		Channels: hch,
 		Tick:     cfg.ProbeTick, BackoffMin: cfg.ProbeBackoffMin, BackoffMax: cfg.ProbeBackoffMax, Lease: 2*cfg.OneMsg.Timeout + 30*time.Second,
 		Logger: cfg.Logger})
-	m.WatchChannels(health.Default)
 	// The health view must be current before the first send asks it: a
 	// channel held before a restart stays held.
 	if err := d.health.Refresh(ctx); err != nil {
 		cfg.Logger.Warn("channel health unreadable at start; sends proceed until it is read", "error", err)
 	}
 	d.river, err = jobs.NewClient(jobs.Config{
-		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, API: api, Namespace: cfg.Namespace, Limiter: limiter,
-		Channel: health.Default, Language: cfg.Language, SendTTL: cfg.SendTTL, Health: d.health,
+		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, Channels: jch, SendTTL: cfg.SendTTL, Health: d.health,
 		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers,
 		TrackFor: cfg.TrackFor, TrackFirstPoll: cfg.TrackFirstPoll, SendFor: cfg.SendFor,
 		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
@@ -273,8 +333,12 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			pool.Close()
 			return nil, fmt.Errorf("webhook listener on %s (CANCELNOTIFY_WEBHOOK_ADDR): %w", cfg.WebhookAddr, err)
 		}
+		ids := make([]string, len(d.chans))
+		for i, c := range d.chans {
+			ids[i] = c.OneMsg.Channel
+		}
 		d.webhook = webhook.New(webhook.Config{Pool: pool, Ledger: d.ledger, Secret: cfg.WebhookSecret,
-			Channel: cfg.OneMsg.Channel, Logger: cfg.Logger, Observer: m})
+			Channels: ids, Logger: cfg.Logger, Observer: m})
 	}
 	if cfg.AdminAddr != "" {
 		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
@@ -284,32 +348,40 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("admin listener on %s (CANCELNOTIFY_ADMIN_ADDR): %w", cfg.AdminAddr, err)
 		}
 	}
+	def := d.chans[0]
+	var more []outbox.OneMsgChannel
+	for _, c := range d.chans[1:] {
+		more = append(more, outbox.OneMsgChannel{Name: c.Name, Template: c.Template,
+			Rules: outbox.Validator{Language: c.Language, Body: c.Body}, PairInterval: c.PairInterval})
+	}
 	d.relay = outbox.NewRelay(outbox.RelayConfig{
 		Pool: pool, Schema: cfg.Schema, Jobs: d.river, Ledger: d.ledger,
-		Validator: outbox.Validator{Language: cfg.Language, Body: cfg.Body}, Template: cfg.Template,
-		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: cfg.PairInterval, Logger: cfg.Logger,
+		Validator: outbox.Validator{Language: def.Language, Body: def.Body}, Template: def.Template, Channels: more,
+		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: def.PairInterval, Logger: cfg.Logger,
 		TracerProvider: cfg.TracerProvider,
 	})
 	return d, nil
 }
 
-// preflight logs what `cancelnotify check` would report and refuses to
-// start without the template. It returns the template's body text.
-func (d *Daemon) preflight(ctx context.Context) (string, error) {
+// preflight logs what `cancelnotify check` would report for one channel
+// and refuses to start without its template. It returns the template's
+// body text.
+func (d *Daemon) preflight(ctx context.Context, c *channel) (string, error) {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	r := preflight.Run(pctx, preflight.Config{API: d.api, Template: d.cfg.Template, Namespace: d.cfg.Namespace,
-		Language: d.cfg.Language, WebhookSecret: d.cfg.WebhookSecret})
+	r := preflight.Run(pctx, preflight.Config{API: c.api, Template: c.Template, Namespace: c.Namespace,
+		Language: c.Language, WebhookSecret: d.cfg.WebhookSecret})
+	log := d.logger.With("channel", c.Name)
 	for _, f := range r.Findings {
 		switch f.Level {
 		case preflight.OK:
-			d.logger.Info("preflight: "+f.Name, "result", f.Detail)
+			log.Info("preflight: "+f.Name, "result", f.Detail)
 		default:
-			d.logger.Warn("preflight: "+f.Name+" needs attention", "problem", f.Detail)
+			log.Warn("preflight: "+f.Name+" needs attention", "problem", f.Detail)
 		}
 	}
 	if r.TemplateMissing {
-		return "", fmt.Errorf("%w: %s", preflight.ErrTemplateMissing, r.Detail("template"))
+		return "", fmt.Errorf("channel %s: %w: %s", c.Name, preflight.ErrTemplateMissing, r.Detail("template"))
 	}
 	return r.Body, nil
 }
@@ -358,6 +430,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	// Job contexts must outlive ctx: on SIGTERM, in-flight sends finish
 	// under ShutdownTimeout instead of being cut off by the signal.
+	// The shared rate limiters take sends for the jobs; they stop with
+	// the background context, after River.
+	limCtx, stopLimiters := context.WithCancel(context.WithoutCancel(ctx))
+	var limWG sync.WaitGroup
+	defer func() { stopLimiters(); limWG.Wait() }()
+	for _, c := range d.chans {
+		if c.limiter != nil {
+			limWG.Go(func() { c.limiter.Run(limCtx) })
+		}
+	}
 	if err := d.river.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start River: %w", err)
 	}
@@ -410,7 +492,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var relayWG sync.WaitGroup
 	relayWG.Go(func() { _ = d.relay.Run(relayCtx) })
 
-	d.logger.Info("cancelnotify running", "schema", d.cfg.Schema, "channel", d.api.Channel(), "template", d.cfg.Template)
+	for _, c := range d.chans {
+		d.logger.Info("cancelnotify running", "schema", d.cfg.Schema, "channel", c.Name, "channel_id", c.api.Channel(),
+			"template", c.Template, "rate", c.Rate)
+	}
 	d.mainLoop(ctx)
 
 	d.logger.Info("shutting down: relay stops taking rows, in-flight sends finish", "timeout", d.cfg.ShutdownTimeout)

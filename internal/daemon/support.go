@@ -12,14 +12,14 @@ import (
 // with the daemon's ledger and River client, so they have the effects the
 // CLI's have (callbacks, stopped tracking).
 func (d *Daemon) supportPage() (http.Handler, error) {
-	body := d.cfg.Body
+	body := d.chans[0].Body
 	if body == "" {
 		body = outbox.DefaultBody
 	}
 	return support.New(support.Config{
 		Pool:      d.pool,
 		Operator:  &redrive.Operator{Pool: d.pool, Jobs: d.river, Ledger: d.ledger},
-		Templates: d.api,
+		Templates: d.chans[0].api,
 		Body:      body,
 		RiverUI:   "/riverui",
 		Logger:    d.logger,

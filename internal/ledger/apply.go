@@ -432,6 +432,7 @@ type New struct {
 	OutboxID       int64
 	EventID        string
 	EventCreatedAt time.Time
+	Channel        string // channel name; "" = DefaultChannel
 	Phone          string
 	Template       string
 	Language       string
@@ -457,6 +458,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	var (
 		outboxIDs                                    []int64
 		eventIDs, phones, templates, langs, statuses []string
+		channels                                     []string
 		codes, errs, params, shortened, details      []string
 		orders, customers                            []string
 		createdAts                                   []time.Time
@@ -474,6 +476,11 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		}
 		notBefore = append(notBefore, nb)
 		traceParents = append(traceParents, n.TraceParent)
+		ch := n.Channel
+		if ch == "" {
+			ch = DefaultChannel
+		}
+		channels = append(channels, ch)
 		phones = append(phones, n.Phone)
 		templates = append(templates, n.Template)
 		langs = append(langs, n.Language)
@@ -498,15 +505,15 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 	rows, err := tx.Query(ctx, `WITH input AS (
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
 				$7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::timestamptz[], $14::text[],
-				$15::text[], $16::text[])
+				$15::text[], $16::text[], $17::text[])
 				WITH ORDINALITY AS i(outbox_id, event_id, event_created_at, phone, template, language, params,
-					shortened, status, error_code, error, detail, not_before, trace_parent, order_number, customer_name, ord)
+					shortened, status, error_code, error, detail, not_before, trace_parent, order_number, customer_name, channel, ord)
 		), ins AS (
 			INSERT INTO notification (outbox_id, event_id, event_created_at, phone, template, language, params,
-				shortened, status, error_code, error, not_before, trace_parent, order_number, customer_name)
+				shortened, status, error_code, error, not_before, trace_parent, order_number, customer_name, channel)
 			SELECT outbox_id, event_id, event_created_at, phone, template, language, params,
 				ARRAY(SELECT jsonb_array_elements_text(shortened)), status, nullif(error_code, ''), nullif(error, ''), not_before,
-				nullif(trace_parent, ''), nullif(order_number, ''), nullif(customer_name, '')
+				nullif(trace_parent, ''), nullif(order_number, ''), nullif(customer_name, ''), channel
 			FROM input ORDER BY ord
 			RETURNING id, outbox_id, created_at, channel
 		), ev AS (
@@ -516,7 +523,7 @@ func (l *Ledger) Create(ctx context.Context, tx pgx.Tx, ns []New) ([]*Notificati
 		)
 		SELECT ins.id, ins.created_at, ins.channel FROM ins JOIN input USING (outbox_id) ORDER BY input.ord`,
 		outboxIDs, eventIDs, createdAts, phones, templates, langs, params, shortened, statuses, codes, errs, details, notBefore,
-		traceParents, orders, customers)
+		traceParents, orders, customers, channels)
 	if err != nil {
 		return nil, fmt.Errorf("create notifications: %w", err)
 	}

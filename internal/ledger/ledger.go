@@ -42,6 +42,7 @@ type Notification struct {
 	OutboxID       int64      `json:"outbox_id"`
 	EventID        string     `json:"event_id"`
 	EventCreatedAt time.Time  `json:"event_created_at"`
+	Channel        string     `json:"channel"` // the 1MSG channel's name ("default": the ONEMSG_* variables)
 	Phone          string     `json:"phone"`
 	Template       string     `json:"template"`
 	Language       string     `json:"language"`
@@ -66,7 +67,6 @@ type Notification struct {
 	// payload gave them, also for rejected and skipped rows.
 	Order    string   `json:"order_number,omitempty"`
 	Customer string   `json:"customer_name,omitempty"`
-	Channel  string   `json:"channel"`
 	Pricing  *Pricing `json:"pricing,omitempty"` // nil until a status entry with pricing arrived
 }
 

@@ -38,6 +38,32 @@ func CountByStatus(ctx context.Context, db DB) (map[Status]int64, error) {
 	return out, rows.Err()
 }
 
+// StatusAndChannel is a key of CountByStatusAndChannel.
+type StatusAndChannel struct {
+	Status  Status
+	Channel string
+}
+
+// CountByStatusAndChannel counts notifications by status and channel; only
+// pairs that have rows are in the map.
+func CountByStatusAndChannel(ctx context.Context, db DB) (map[StatusAndChannel]int64, error) {
+	rows, err := db.Query(ctx, "SELECT status, channel, count(*) FROM notification GROUP BY status, channel")
+	if err != nil {
+		return nil, fmt.Errorf("count notifications by status and channel: %w", err)
+	}
+	defer rows.Close()
+	out := map[StatusAndChannel]int64{}
+	for rows.Next() {
+		var st, ch string
+		var n int64
+		if err := rows.Scan(&st, &ch, &n); err != nil {
+			return nil, err
+		}
+		out[StatusAndChannel{Status(st), ch}] = n
+	}
+	return out, rows.Err()
+}
+
 // Filter selects notifications by status and by when they last changed.
 type Filter struct {
 	Statuses   []Status      // any of these; none: every status

@@ -109,3 +109,7 @@ func ParseStatus(s string) (Status, error) {
 	}
 	return st, nil
 }
+
+// DefaultChannel names the channel the ONEMSG_* variables define; a
+// payload without a "channel" key goes out through it.
+const DefaultChannel = "default"

@@ -4,13 +4,15 @@
 // status, relay lag, River jobs by state).
 //
 // Labels carry only fixed vocabularies (statuses, sources, endpoints,
-// outcome classes), never a phone, an event id, a URL or a secret.
+// outcome classes, the configured channel names), never a phone, an event
+// id, a URL or a secret.
 package metrics
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,7 +30,8 @@ const namespace = "cancelnotify"
 
 // Metrics is the daemon's registry.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg      *prometheus.Registry
+	channels []string // configured channel names: the only values of the channel label
 
 	transitions  *prometheus.CounterVec
 	toAccepted   prometheus.Histogram
@@ -44,15 +47,24 @@ type Metrics struct {
 // healthy day) to an hour (delivery to a phone that was off).
 var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}
 
+// OtherChannel is the channel label of rows whose channel is no longer
+// configured, so the label stays bounded by the configuration.
+const OtherChannel = "other"
+
 // New registers every metric. db, when not nil, is read at scrape time
-// (cached for cacheFor) for the gauges that describe the tables.
-func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger) *Metrics {
+// (cached for cacheFor) for the gauges that describe the tables. channels
+// are the configured channel names ("default" is always one).
+func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger, channels []string) *Metrics {
+	if !slices.Contains(channels, ledger.DefaultChannel) {
+		channels = append([]string{ledger.DefaultChannel}, channels...)
+	}
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
+		channels: channels,
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "status_transitions_total",
-			Help: "Notification status changes, by previous status (empty for new rows), new status and source.",
-		}, []string{"from", "to", "source"}),
+			Help: "Notification status changes, by previous status (empty for new rows), new status, source and channel.",
+		}, []string{"from", "to", "source", "channel"}),
 		toAccepted: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "accept_latency_seconds",
 			Help:    "Time from the OMS's outbox commit to 1MSG accepting the message.",
@@ -65,8 +77,8 @@ func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger) *Metrics
 		}),
 		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "onemsg_requests_total",
-			Help: "1MSG API calls by endpoint and outcome class (ok, rejected, throttled, not_sent, unknown_outcome).",
-		}, []string{"endpoint", "outcome"}),
+			Help: "1MSG API calls by endpoint, outcome class (ok, rejected, throttled, not_sent, unknown_outcome) and channel.",
+		}, []string{"endpoint", "outcome", "channel"}),
 		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "onemsg_request_duration_seconds",
 			Help:    "1MSG API call duration by endpoint.",
@@ -84,7 +96,7 @@ func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger) *Metrics
 	m.reg.MustRegister(m.transitions, m.toAccepted, m.toDelivered, m.apiCalls, m.apiDuration, m.webhookReqs, m.webhookStats,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
-		m.tables = &tableCollector{db: db, cacheFor: cacheFor, logger: logger}
+		m.tables = &tableCollector{db: db, cacheFor: cacheFor, logger: logger, label: m.channelLabel, channels: m.channels}
 		m.reg.MustRegister(m.tables)
 	}
 	return m
@@ -95,7 +107,11 @@ func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger) *Metrics
 // it before serving.
 func (m *Metrics) WatchChannels(names ...string) {
 	if m.tables != nil {
-		m.tables.channels = append(m.tables.channels, names...)
+		for _, name := range names {
+			if !slices.Contains(m.tables.channels, name) {
+				m.tables.channels = append(m.tables.channels, name)
+			}
+		}
 	}
 }
 
@@ -110,8 +126,8 @@ func (m *Metrics) Handler() http.Handler {
 // Changed records status changes (a ledger observer).
 func (m *Metrics) Changed(changes []ledger.Change) {
 	for _, c := range changes {
-		m.transitions.WithLabelValues(string(c.From), string(c.To), string(c.Source)).Inc()
 		n := c.Notification
+		m.transitions.WithLabelValues(string(c.From), string(c.To), string(c.Source), m.channelLabel(n.Channel)).Inc()
 		switch {
 		case c.To == ledger.StatusSent && n.SentAt != nil:
 			m.toAccepted.Observe(n.SentAt.Sub(n.EventCreatedAt).Seconds())
@@ -121,10 +137,33 @@ func (m *Metrics) Changed(changes []ledger.Change) {
 	}
 }
 
-// Called records one 1MSG API call (an onemsg.Client observer).
-func (m *Metrics) Called(endpoint, outcome string, d time.Duration) {
-	m.apiCalls.WithLabelValues(endpoint, outcome).Inc()
-	m.apiDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+// channelLabel is name when it is configured, else OtherChannel.
+func (m *Metrics) channelLabel(name string) string {
+	if name == "" {
+		return ledger.DefaultChannel
+	}
+	if slices.Contains(m.channels, name) {
+		return name
+	}
+	return OtherChannel
+}
+
+// Channel returns the observer of one channel's 1MSG client.
+func (m *Metrics) Channel(name string) *ChannelCalls {
+	return &ChannelCalls{m: m, channel: m.channelLabel(name)}
+}
+
+// ChannelCalls records one channel's 1MSG API calls (an onemsg.Client
+// observer).
+type ChannelCalls struct {
+	m       *Metrics
+	channel string
+}
+
+// Called records one 1MSG API call.
+func (c *ChannelCalls) Called(endpoint, outcome string, d time.Duration) {
+	c.m.apiCalls.WithLabelValues(endpoint, outcome, c.channel).Inc()
+	c.m.apiDuration.WithLabelValues(endpoint).Observe(d.Seconds())
 }
 
 // Webhook records a webhook request's result.
@@ -144,6 +183,7 @@ type tableCollector struct {
 	db       *pgxpool.Pool
 	cacheFor time.Duration
 	logger   *slog.Logger
+	label    func(channel string) string
 	channels []string
 
 	mu      sync.Mutex
@@ -152,7 +192,7 @@ type tableCollector struct {
 }
 
 var (
-	descNotifications  = prometheus.NewDesc(namespace+"_notifications", "Notifications by current status (in_doubt > 0 needs an operator).", []string{"status"}, nil)
+	descNotifications  = prometheus.NewDesc(namespace+"_notifications", "Notifications by current status and channel (in_doubt > 0 needs an operator).", []string{"status", "channel"}, nil)
 	descRelayLag       = prometheus.NewDesc(namespace+"_relay_lag_seconds", "Age of the oldest outbox row not relayed yet (0 when none).", nil, nil)
 	descRelayBacklog   = prometheus.NewDesc(namespace+"_relay_backlog", "Outbox rows not relayed yet.", nil, nil)
 	descRiverJobs      = prometheus.NewDesc(namespace+"_river_jobs", "River jobs by state and queue.", []string{"state", "queue"}, nil)
@@ -192,12 +232,26 @@ func (c *tableCollector) read() []prometheus.Metric {
 		return append(out, prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, 0))
 	}
 
-	counts, err := ledger.CountByStatus(ctx, c.db)
+	byChannel, err := ledger.CountByStatusAndChannel(ctx, c.db)
 	if err != nil {
 		return fail(err)
 	}
-	for _, st := range ledger.Statuses {
-		out = append(out, prometheus.MustNewConstMetric(descNotifications, prometheus.GaugeValue, float64(counts[st]), string(st)))
+	type key struct{ status, channel string }
+	counts := map[key]float64{}
+	for k, n := range byChannel {
+		counts[key{string(k.Status), c.label(k.Channel)}] += float64(n)
+	}
+	chans := map[string]bool{}
+	for _, ch := range c.channels {
+		chans[ch] = true
+	}
+	for k := range counts {
+		chans[k.channel] = true
+	}
+	for ch := range chans {
+		for _, st := range ledger.Statuses {
+			out = append(out, prometheus.MustNewConstMetric(descNotifications, prometheus.GaugeValue, counts[key{string(st), ch}], string(st), ch))
+		}
 	}
 
 	backlog, err := outbox.ReadBacklog(ctx, c.db)

@@ -54,7 +54,8 @@ func TestLabelSets(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool, schema := dbtest.New(t)
-	m := metrics.New(pool, 0, nil)
+	m := metrics.New(pool, 0, nil, []string{"brand-b"})
+	channels := []string{"default", "brand-b", metrics.OtherChannel}
 
 	// 1MSG calls, one per outcome class.
 	sb := sandbox.New(sandbox.DefaultConfig())
@@ -62,7 +63,7 @@ func TestLabelSets(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(sb.Close)
 	api, err := onemsg.NewClient(onemsg.Config{BaseURL: srv.URL, Channel: sandbox.DefaultChannel, Token: sandbox.DefaultToken,
-		Timeout: 2 * time.Second, Observer: m})
+		Timeout: 2 * time.Second, Observer: m.Channel("default")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestLabelSets(t *testing.T) {
 	_, _ = api.Webhooks(ctx)
 	closed := httptest.NewServer(nil)
 	closed.Close()
-	gone, err := onemsg.NewClient(onemsg.Config{BaseURL: closed.URL, Channel: sandbox.DefaultChannel, Token: sandbox.DefaultToken, Observer: m})
+	gone, err := onemsg.NewClient(onemsg.Config{BaseURL: closed.URL, Channel: sandbox.DefaultChannel, Token: sandbox.DefaultToken, Observer: m.Channel("brand-b")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,14 +132,16 @@ func TestLabelSets(t *testing.T) {
 	m.WebhookStatuses(3, 1, 1)
 
 	want := map[string]map[string][]string{ // metric → label → vocabulary
-		"cancelnotify_status_transitions_total":        {"from": append([]string{""}, statuses...), "to": statuses, "source": sources},
+		"cancelnotify_status_transitions_total":        {"from": append([]string{""}, statuses...), "to": statuses, "source": sources, "channel": channels},
 		"cancelnotify_accept_latency_seconds":          {},
 		"cancelnotify_delivery_latency_seconds":        {},
-		"cancelnotify_onemsg_requests_total":           {"endpoint": endpoints, "outcome": outcomes},
+		"cancelnotify_onemsg_requests_total":           {"endpoint": endpoints, "outcome": outcomes, "channel": channels},
 		"cancelnotify_onemsg_request_duration_seconds": {"endpoint": endpoints},
 		"cancelnotify_webhook_requests_total":          {"result": results},
 		"cancelnotify_webhook_statuses_total":          {"kind": kinds},
-		"cancelnotify_notifications":                   {"status": statuses},
+		"cancelnotify_notifications":                   {"status": statuses, "channel": channels},
+		"cancelnotify_channel_healthy":                 {"channel": channels},
+		"cancelnotify_channel_held":                    {"channel": channels},
 		"cancelnotify_relay_lag_seconds":               {},
 		"cancelnotify_relay_backlog":                   {},
 		"cancelnotify_river_jobs":                      {"state": states, "queue": queues},

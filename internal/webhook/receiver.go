@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,10 +38,12 @@ const PathPrefix = "/webhooks/1msg/"
 
 // Config configures a Receiver.
 type Config struct {
-	Pool    *pgxpool.Pool
-	Ledger  *ledger.Ledger
-	Secret  string // CANCELNOTIFY_WEBHOOK_SECRET, the last path segment
-	Channel string // our 1MSG channel: pushes for another instanceId get 403
+	Pool   *pgxpool.Pool
+	Ledger *ledger.Ledger
+	Secret string // CANCELNOTIFY_WEBHOOK_SECRET, the last path segment
+	// Channels are the 1MSG channel (instance) ids of every configured
+	// channel: a push for any other instanceId gets 403.
+	Channels []string
 
 	MaxBatch int           // most requests per transaction, default 200
 	Timeout  time.Duration // longest a request waits for its commit, default 10s
@@ -158,10 +161,10 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusBadRequest, "not a 1MSG webhook payload")
 		return
 	}
-	if hook.InstanceID != "" && hook.InstanceID != r.cfg.Channel {
+	if hook.InstanceID != "" && !slices.Contains(r.cfg.Channels, hook.InstanceID) {
 		r.count(ResultForbidden)
 		r.logger.Warn("webhook for another channel refused", "instance_id", hook.InstanceID)
-		writeJSON(w, http.StatusForbidden, "instanceId is not this channel")
+		writeJSON(w, http.StatusForbidden, "instanceId is not one of this daemon's channels")
 		return
 	}
 	r.inbound.Add(int64(hook.Messages))

@@ -33,7 +33,7 @@ type env struct {
 func newEnv(t *testing.T, pool *pgxpool.Pool, schema string) *env {
 	t.Helper()
 	l := &ledger.Ledger{Schema: schema}
-	r := webhook.New(webhook.Config{Pool: pool, Ledger: l, Secret: secret, Channel: channel, Timeout: 3 * time.Second})
+	r := webhook.New(webhook.Config{Pool: pool, Ledger: l, Secret: secret, Channels: []string{channel}, Timeout: 3 * time.Second})
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return &env{t: t, pool: pool, l: l, r: r, url: srv.URL}
@@ -315,5 +315,40 @@ func TestCommitFailureIs5xx(t *testing.T) {
 	}
 	if n := e.status(id); n.Status != ledger.StatusDelivered {
 		t.Errorf("status %s after the retry, want delivered", n.Status)
+	}
+}
+
+// Every configured channel's instanceId is accepted, and a status pushed
+// by either channel is recorded; any other instanceId gets 403 and changes
+// nothing.
+func TestInstanceIDPerChannel(t *testing.T) {
+	t.Parallel()
+	pool, schema := dbtest.New(t)
+	l := &ledger.Ledger{Schema: schema}
+	const second = "ODIBRANDB"
+	r := webhook.New(webhook.Config{Pool: pool, Ledger: l, Secret: secret, Channels: []string{channel, second}, Timeout: 3 * time.Second})
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	e := &env{t: t, pool: pool, l: l, r: r, url: srv.URL}
+	a, b, c := e.sent(1, "wamid.A"), e.sent(2, "wamid.B"), e.sent(3, "wamid.C")
+	good := webhook.PathPrefix + secret
+	tests := []struct {
+		name, instance, wamid string
+		want                  int
+		status                ledger.Status
+		id                    int64
+	}{
+		{"default channel", channel, "wamid.A", 200, ledger.StatusRead, a},
+		{"second channel", second, "wamid.B", 200, ledger.StatusRead, b},
+		{"unknown channel", "ODIEVIL", "wamid.C", 403, ledger.StatusSent, c},
+	}
+	for _, tt := range tests {
+		body := strings.Replace(ack(tt.wamid, "read", ""), channel, tt.instance, 1)
+		if code := e.post(good, body); code != tt.want {
+			t.Errorf("%s: HTTP %d, want %d", tt.name, code, tt.want)
+		}
+		if n := e.status(tt.id); n.Status != tt.status {
+			t.Errorf("%s: status %s, want %s", tt.name, n.Status, tt.status)
+		}
 	}
 }

@@ -95,6 +95,10 @@ func (s Settings) clone() Settings {
 type Config struct {
 	Channel string // channel (instance) id, the first path segment; default "sandbox"
 	Token   string // the channel's API token; default "sandbox-token"
+	// Channels are more channels served besides Channel, each with its
+	// own token and templates (see ChannelConfig); also added at run time
+	// with AddChannel or POST /_sandbox/channels.
+	Channels []ChannelConfig
 	// ChannelStatus is what GET /status reports; default "connected".
 	ChannelStatus string
 	// Templates on the channel; default: DefaultTemplates().

@@ -21,6 +21,10 @@ import (
 //	POST /_sandbox/token               {"revoked":true|false}
 //	POST /_sandbox/channel             {"status":"disconnected"|"connected"|…}
 //	POST /_sandbox/template            {"name":…,"language":…(optional),"status":"paused"|"approved"|…}
+//	GET  /_sandbox/channels            {"channels":[ids]}
+//	POST /_sandbox/channels            ChannelConfig in: serve one more channel
+//
+// Each takes ?channel=ID to look at another channel than Config.Channel.
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	verb := func(want string) bool {
 		if r.Method != want {

@@ -40,6 +40,9 @@ type Server struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
+	moreMu sync.RWMutex
+	others map[string]*Server // the extra channels, by id
+
 	// mu guards everything below. Handlers hold it only to read or change
 	// state, never while sleeping or doing I/O.
 	mu            sync.Mutex
@@ -90,9 +93,7 @@ func New(cfg Config) *Server {
 		seed = time.Now().UnixNano()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := fnv.New64a()
-	h.Write([]byte(cfg.Channel))
-	sum := h.Sum64()
+	sum := fnvSum(cfg.Channel)
 	s := &Server{
 		cfg:           cfg,
 		log:           cfg.Logger,
@@ -121,7 +122,18 @@ func New(cfg Config) *Server {
 	for range cfg.WebhookWorkers {
 		go func() { defer s.wg.Done(); s.pushWorker(ctx) }()
 	}
+	for _, c := range cfg.Channels {
+		if err := s.AddChannel(c); err != nil {
+			panic("sandbox: Config.Channels: " + err.Error())
+		}
+	}
 	return s
+}
+
+func fnvSum(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
 }
 
 // Close stops the scheduler and the webhook workers, abandons pending
@@ -129,6 +141,7 @@ func New(cfg Config) *Server {
 // handler keeps answering afterwards, but statuses no longer progress.
 func (s *Server) Close() {
 	s.once.Do(func() {
+		s.closeMore()
 		s.cancel()
 		s.wg.Wait()
 		s.push.client.CloseIdleConnections()
@@ -282,10 +295,28 @@ func (s *Server) randHexLocked(n int) string {
 // to the 1MSG surface.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/_sandbox/") {
+		// ?channel=ID points the instruments at another channel.
+		if id := r.URL.Query().Get("channel"); id != "" && id != s.cfg.Channel {
+			o, ok := s.more(id)
+			if !ok {
+				writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("the sandbox serves no channel %q (see /_sandbox/channels)", id)})
+				return
+			}
+			o.serveControl(w, r)
+			return
+		}
+		if strings.TrimSuffix(r.URL.Path, "/") == "/_sandbox/channels" {
+			s.serveChannels(w, r)
+			return
+		}
 		s.serveControl(w, r)
 		return
 	}
 	channel, method, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if o, ok := s.more(channel); ok {
+		o.ServeHTTP(w, r)
+		return
+	}
 	if channel == s.cfg.Channel && method == "sendTemplate" && r.Method == http.MethodPost {
 		// sendTemplate records every request, Down included, itself.
 		s.handleSendTemplate(w, r)
