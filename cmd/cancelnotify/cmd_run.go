@@ -102,7 +102,7 @@ type oneMsgValues struct {
 	client              onemsg.Config
 	template, namespace string
 	language            string
-	sendTTL             int // seconds; 0 = unset
+	sendTTL             int           // seconds; 0 = unset
 	more                []fileChannel // CANCELNOTIFY_CHANNELS_FILE
 }
 
