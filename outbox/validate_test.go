@@ -267,7 +267,9 @@ func TestValidate(t *testing.T) {
 
 		// Routing by payload.channel: each channel has its own rules.
 		{name: "channel named", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-b"}),
-			status: queued, phone: "79001234567", language: "ru", channel: "brand-b", params: seedParams()},
+			// brand-b's body does not end in "{{4}}.", so next_step keeps its full stop.
+			status: queued, phone: "79001234567", language: "ru", channel: "brand-b",
+			params: []string{"Alexey", "10482", "Wireless headphones", seedNextStep}},
 		{name: "channel default by name", v: twoChannels, payload: vPayload(map[string]any{"channel": "default"}),
 			status: queued, phone: "79001234567", params: seedParams()},
 		{name: "channel absent is default", v: twoChannels, payload: vPayload(nil),

@@ -206,9 +206,9 @@ func TestLabelSets(t *testing.T) {
 		got    float64
 		want   float64
 	}{
-		{`transitions to read by poll`, valueOf(t, families, "cancelnotify_status_transitions_total", map[string]string{"from": "delivered", "to": "read", "source": "poll"}), 1},
-		{`notifications read`, valueOf(t, families, "cancelnotify_notifications", map[string]string{"status": "read"}), 1},
-		{`notifications rejected`, valueOf(t, families, "cancelnotify_notifications", map[string]string{"status": "rejected"}), 1},
+		{`transitions to read by poll`, valueOf(t, families, "cancelnotify_status_transitions_total", map[string]string{"from": "delivered", "to": "read", "source": "poll", "channel": "default"}), 1},
+		{`notifications read`, valueOf(t, families, "cancelnotify_notifications", map[string]string{"status": "read", "channel": "default"}), 1},
+		{`notifications rejected`, valueOf(t, families, "cancelnotify_notifications", map[string]string{"status": "rejected", "channel": "default"}), 1},
 		{`relay backlog`, valueOf(t, families, "cancelnotify_relay_backlog", nil), 1},
 		{`db scrape ok`, valueOf(t, families, "cancelnotify_db_scrape_ok", nil), 1},
 		{`available send jobs`, valueOf(t, families, "cancelnotify_river_jobs", map[string]string{"state": "available", "queue": jobs.QueueSend}), 1},
