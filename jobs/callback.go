@@ -63,10 +63,7 @@ func Callbacks(inserter interface {
 			if !c.To.Final() && c.To != ledger.StatusInDoubt {
 				continue
 			}
-			body, err := json.Marshal(c.Announcement(schema))
-			if err != nil {
-				return err
-			}
+			body := json.RawMessage(c.AnnouncementJSON(schema))
 			params = append(params, river.InsertManyParams{Args: CallbackArgs{NotificationID: c.Notification.ID, Status: c.To, Body: body}})
 		}
 		if len(params) == 0 {

@@ -27,6 +27,12 @@ const DefaultBody = `Hello, {{1}}! Order #{{2}} for "{{3}}" has been cancelled. 
 // exceeds it; Validate also checks len).
 const MaxPayloadBytes = 64 << 10
 
+// MaxEventIDBytes is the longest event_id the relay accepts; a longer one is
+// rejected (code event_id_too_long) without being sent. Postgres itself
+// refuses an event_id over about 2,700 bytes at INSERT (the unique index's
+// row limit); README.md, "How the OMS inserts a row".
+const MaxEventIDBytes = 200
+
 // Limits of the validation rules. Unexported and prefixed with "val" because
 // relay.go shares the package.
 const (

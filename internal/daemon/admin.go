@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -60,6 +61,10 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if !d.relay.Listening() {
 		checks["relay"], ready = "not listening (polling only) — database connection lost?", false
+	}
+	if h := d.relay.Health(); h.Stalled() {
+		checks["relay"], ready = fmt.Sprintf("making no progress: %d drains in a row failed since %s; last error: %s",
+			h.Failures, h.FailingSince.UTC().Format(time.RFC3339), h.LastError), false
 	}
 	status := http.StatusOK
 	if !ready {

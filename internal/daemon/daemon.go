@@ -217,6 +217,12 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		Validator: outbox.Validator{Language: cfg.Language, Body: cfg.Body}, Template: cfg.Template,
 		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: cfg.PairInterval, Logger: cfg.Logger,
 	})
+	m.WatchRelay(func() float64 {
+		if h := d.relay.Health(); !h.FailingSince.IsZero() {
+			return time.Since(h.FailingSince).Seconds()
+		}
+		return 0
+	})
 	return d, nil
 }
 

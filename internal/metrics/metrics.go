@@ -86,6 +86,15 @@ func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger) *Metrics
 	return m
 }
 
+// WatchRelay exports the relay's progress: failingSeconds is how long its
+// drains have failed in a row (0 while they succeed).
+func (m *Metrics) WatchRelay(failingSeconds func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "relay_failing_seconds",
+		Help: "How long the outbox relay's drains have failed in a row: rows are not being picked up (0 while it works).",
+	}, failingSeconds))
+}
+
 // Registry returns the registry, for tests and extra collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 

@@ -1,0 +1,80 @@
+package daemon_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
+)
+
+// An event_id long enough to break a status announcement is rejected with
+// the limit, and the cancellation behind it is sent and read as usual.
+func TestLongEventIDDoesNotBlockTheOutbox(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastSandbox())
+	e.start(e.config())
+	long := strings.Repeat("x", 7800)
+	e.insert(long, orderPayload(1))
+	e.insert(strings.Repeat("<", 1300), orderPayload(2))
+	e.insert("order-behind", orderPayload(3))
+	e.waitFinal(20*time.Second, "order-behind")
+	if n := e.notification("order-behind"); n.Status != ledger.StatusRead {
+		t.Errorf("row behind the long ones: %s, want read", n.Status)
+	}
+	for _, id := range []string{long, strings.Repeat("<", 1300)} {
+		if n := e.notification(id); n.Status != ledger.StatusRejected || n.ErrorCode != "event_id_too_long" {
+			t.Errorf("event_id of %d bytes: %s %s, want rejected event_id_too_long", len(id), n.Status, n.ErrorCode)
+		}
+	}
+	if got := len(e.sb.Messages()); got != 1 {
+		t.Errorf("1MSG got %d messages, want only the one behind", got)
+	}
+}
+
+// A relay that cannot settle a row says so in /readyz and in
+// cancelnotify_relay_failing_seconds, while the other rows go on.
+func TestStalledRelayShowsInReadyzAndMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastSandbox())
+	cfg := e.config()
+	cfg.AdminAddr = "127.0.0.1:0"
+	d := e.start(cfg)
+	admin := d.AdminURL()
+	e.waitFor(10*time.Second, "readiness", func() bool { code, _ := get(t, admin+"/readyz", "", ""); return code == 200 })
+	// A stand-in for a row the database refuses whatever the relay writes.
+	_, err := e.pool.Exec(context.Background(), `CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.event_id = 'poison' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER poison BEFORE INSERT ON notification FOR EACH ROW EXECUTE FUNCTION poison()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.insert("poison", orderPayload(1))
+	e.insert("order-fine", orderPayload(2))
+	e.waitFinal(20*time.Second, "order-fine")
+	e.waitFor(20*time.Second, "/readyz to report the stalled relay", func() bool {
+		code, body := get(t, admin+"/readyz", "", "")
+		return code == 503 && strings.Contains(body, "making no progress")
+	})
+	_, metrics := get(t, admin+"/metrics", "", "")
+	if !strings.Contains(metrics, "cancelnotify_relay_failing_seconds ") || strings.Contains(metrics, "cancelnotify_relay_failing_seconds 0\n") {
+		t.Errorf("cancelnotify_relay_failing_seconds missing or 0:\n%s", grepLines(metrics, "relay_failing"))
+	}
+	// Once the cause is gone, the row is relayed and the relay is ready again.
+	if _, err := e.pool.Exec(context.Background(), "DROP TRIGGER poison ON notification"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFinal(30*time.Second, "poison")
+	e.waitFor(20*time.Second, "readiness again", func() bool { code, _ := get(t, admin+"/readyz", "", ""); return code == 200 })
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
