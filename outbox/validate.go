@@ -27,6 +27,11 @@ const DefaultBody = `Hello, {{1}}! Order #{{2}} for "{{3}}" has been cancelled. 
 // exceeds it; Validate also checks len).
 const MaxPayloadBytes = 64 << 10
 
+// UnreadablePayloadKey is the only key of the payload that the SQL function
+// outbox_payload stores for JSON text Postgres cannot read as jsonb; its
+// value is Postgres's error.
+const UnreadablePayloadKey = "cancelnotify_unreadable_payload"
+
 // MaxEventIDBytes is the longest event_id the relay accepts; a longer one is
 // rejected (code event_id_too_long) without being sent. Postgres itself
 // refuses an event_id over about 2,700 bytes at INSERT (the unique index's
@@ -139,6 +144,10 @@ func (v Validator) Render(params []string) string {
 func (v Validator) Validate(eventType string, payload []byte) Decision {
 	d := Decision{Language: v.language()}
 
+	if eventType == "" {
+		return d.reject("unknown_event_type", fmt.Sprintf(
+			"event_type is empty or NULL: insert the row with event_type %q, or leave the column out to get that default", EventTypeOrderCancelled))
+	}
 	if eventType != EventTypeOrderCancelled {
 		return d.reject("unknown_event_type", fmt.Sprintf(
 			"event_type %s is not supported: this version of cancelnotify only handles %q; insert the row with event_type %q",
@@ -152,6 +161,11 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 	obj, reason := valDecodeObject(payload)
 	if obj == nil {
 		return d.reject("invalid_json", reason)
+	}
+	if raw, ok := obj[UnreadablePayloadKey]; ok && len(obj) == 1 {
+		return d.reject("invalid_json", fmt.Sprintf(
+			"payload could not be stored as jsonb (%s): write valid JSON without lone UTF-16 surrogates (README.md, \"How the OMS inserts a row\")",
+			valClip(valString(raw), 2*valMaxReasonValue)))
 	}
 
 	// Best effort, before anything can fail, so rejected and skipped rows

@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -77,4 +78,26 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A row the OMS inserted with relayed_at already set is sent all the same,
+// and the backlog and the report agree meanwhile.
+func TestPresetRelayedAtIsSent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastSandbox())
+	b, _ := json.Marshal(orderPayload(1))
+	if _, err := e.pool.Exec(context.Background(), "INSERT INTO outbox (event_id, payload, relayed_at) VALUES ('preset', $1, now() - interval '1 day')", b); err != nil {
+		t.Fatal(err)
+	}
+	var backlog int
+	var report string
+	if err := e.pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM outbox WHERE relayed_at IS NULL),
+		(SELECT status FROM notification_report WHERE event_id = 'preset')`).Scan(&backlog, &report); err != nil || backlog != 1 || report != "queued" {
+		t.Errorf("before the relay: backlog %d, report %q (%v); want 1 and queued", backlog, report, err)
+	}
+	e.start(e.config())
+	e.waitFinal(20*time.Second, "preset")
+	if n := e.notification("preset"); n.Status != ledger.StatusRead || len(e.sb.Messages()) != 1 {
+		t.Errorf("preset row: %s, %d messages at 1MSG; want read, 1", n.Status, len(e.sb.Messages()))
+	}
 }
