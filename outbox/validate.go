@@ -76,6 +76,10 @@ var valLanguageRE = regexp.MustCompile(`^[a-z]{2,3}(_[A-Z]{2})?$`)
 type Validator struct {
 	Language string // default template language (ONEMSG_LANGUAGE), e.g. "en"
 	Body     string // template body with {{1}}..{{4}}; "" means DefaultBody
+	// PhoneRegion (CANCELNOTIFY_PHONE_REGION) is the ISO 3166 country whose
+	// national notation reads a phone written without a country code;
+	// "" (the default) accepts only numbers written with + or 00.
+	PhoneRegion string
 }
 
 // Decision is what to do with one outbox row.
@@ -170,11 +174,11 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 
 	// Best effort, before anything can fail, so rejected and skipped rows
 	// still record the recipient and the language.
-	var phoneRaw string
+	var phoneRaw, phoneCode, phoneReason string
 	phoneIsString := false
 	if raw, ok := obj["phone"]; ok && valKind(raw) == "string" {
 		phoneRaw, phoneIsString = valString(raw), true
-		d.Phone, _ = valNormalizePhone(phoneRaw)
+		d.Phone, phoneCode, phoneReason = ReadPhone(phoneRaw, v.PhoneRegion)
 	}
 	langRaw, hasLang := obj["language"]
 	lang, langGiven := "", false
@@ -249,10 +253,8 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 		return d.reject("not_a_string", strings.Join(wrong, "; "))
 	}
 
-	if d.Phone == "" {
-		return d.reject("invalid_phone", fmt.Sprintf(
-			"payload.phone %s is not a valid international phone number: write it with the country code, e.g. %s",
-			valQuote(phoneRaw), valPhoneExample))
+	if phoneCode != "" {
+		return d.reject(phoneCode, phoneReason)
 	}
 	if langGiven && !valLanguageRE.MatchString(lang) {
 		return d.reject("invalid_language", fmt.Sprintf(
@@ -467,13 +469,33 @@ func valNumberText(lit string) string {
 	return sign + whole
 }
 
-// valNormalizePhone turns a phone in any common international notation into
-// E.164 digits without "+": everything but digits is dropped, a "+" before
-// the first digit or a leading "00" marks the international prefix, and a
-// number without either is read as if it had "+". The result must be a valid
-// number for libphonenumber.
-func valNormalizePhone(s string) (string, bool) {
-	plus, started := false, false
+// PhoneRegionSetting names the setting ReadPhone's reasons point to.
+const PhoneRegionSetting = "CANCELNOTIFY_PHONE_REGION"
+
+// CheckPhoneRegion reports whether region can be a PhoneRegion: "" or an
+// ISO 3166 alpha-2 code libphonenumber knows, in capitals (RU, US, DE).
+func CheckPhoneRegion(region string) error {
+	if region == "" || phonenumbers.GetSupportedRegions()[region] {
+		return nil
+	}
+	return fmt.Errorf("%q is not an ISO 3166 country code with a phone numbering plan: write two capital letters, e.g. RU, US or DE", region)
+}
+
+// ReadPhone decides whom a payload's phone reaches: E.164 digits without
+// "+", or "" with a rejection code and reason. It is the one place that
+// decides, so that a number is never sent to a stranger abroad:
+//
+//   - written with "+" or "00": the international reading, whatever the
+//     region ("+44 (0)20 …" included);
+//   - with national marks (parentheses, or the region's trunk prefix such
+//     as Russia's 8 or Germany's 0): read in region only;
+//   - bare digits: read both ways; sent only when the readings agree or
+//     only one of them is a valid number.
+//
+// Without a region, only the first kind is accepted: the reason names
+// CANCELNOTIFY_PHONE_REGION.
+func ReadPhone(s, region string) (phone, code, reason string) {
+	plus, started, parens := false, false, false
 	digits := make([]byte, 0, 20)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -482,44 +504,93 @@ func valNormalizePhone(s string) (string, bool) {
 			digits = append(digits, c)
 			started = true
 			if len(digits) > valMaxPhoneDigits+2 {
-				return "", false
+				return "", "invalid_phone", valPhoneInvalid(s, "")
 			}
 		case c == '+' && !started:
 			plus = true
+		case c == '(' || c == ')':
+			parens = true
 		}
 	}
+	intl := plus
 	if !plus && len(digits) >= 2 && digits[0] == '0' && digits[1] == '0' {
-		digits = digits[2:]
+		digits, intl = digits[2:], true
 	}
 	if len(digits) < 2 || len(digits) > valMaxPhoneDigits {
+		return "", "invalid_phone", valPhoneInvalid(s, "")
+	}
+	if intl {
+		if e, ok := valParsePhone("+"+string(digits), ""); ok {
+			return e, "", ""
+		}
+		return "", "invalid_phone", valPhoneInvalid(s, "")
+	}
+	if region == "" {
+		return "", "ambiguous_phone", fmt.Sprintf(
+			"payload.phone %s has no country code, so whose number it is depends on the country it is read in: write it with + and the country code, e.g. %s, or set %s to the country whose national notation the OMS writes (e.g. RU)",
+			valQuote(s), valPhoneExample, PhoneRegionSetting)
+	}
+	regional, regionalOK := valParsePhone(string(digits), region)
+	ndd := phonenumbers.GetNddPrefixForRegion(region, true)
+	if parens || (ndd != "" && strings.HasPrefix(string(digits), ndd)) {
+		if regionalOK {
+			return regional, "", ""
+		}
+		return "", "invalid_phone", valPhoneInvalid(s, region)
+	}
+	international, intlOK := valParsePhone("+"+string(digits), "")
+	switch {
+	case regionalOK && intlOK && regional != international:
+		return "", "ambiguous_phone", fmt.Sprintf(
+			"payload.phone %s reads as +%s (%s) with a country code and as +%s (%s) in %s=%s; nothing was sent so that it reaches no stranger: write it with + and the country code",
+			valQuote(s), international, valCountry(international), regional, valCountry(regional), PhoneRegionSetting, region)
+	case regionalOK:
+		return regional, "", ""
+	case intlOK:
+		return international, "", ""
+	}
+	return "", "invalid_phone", valPhoneInvalid(s, region)
+}
+
+func valPhoneInvalid(s, region string) string {
+	if region == "" {
+		return fmt.Sprintf("payload.phone %s is not a valid international phone number: write it with the country code, e.g. %s",
+			valQuote(s), valPhoneExample)
+	}
+	return fmt.Sprintf("payload.phone %s is not a valid phone number, neither with a country code nor in %s=%s: write it with the country code, e.g. %s",
+		valQuote(s), PhoneRegionSetting, region, valPhoneExample)
+}
+
+// valCountry is the ISO 3166 code of an E.164 number's country ("" if none).
+func valCountry(e164 string) string {
+	num, err := phonenumbers.Parse("+"+e164, "")
+	if err != nil {
+		return ""
+	}
+	return phonenumbers.GetRegionCodeForNumber(num)
+}
+
+// valParsePhone reads s in region ("" for a number with "+") and returns
+// its E.164 digits without "+" when libphonenumber finds it valid. A panic
+// inside the third-party parser rejects the number instead of crashing
+// the relay.
+func valParsePhone(s, region string) (e164 string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			e164, ok = "", false
+		}
+	}()
+	num, err := phonenumbers.Parse(s, region)
+	if err != nil || !phonenumbers.IsValidNumber(num) {
 		return "", false
 	}
-	e164, ok := valParsePhone("+" + string(digits))
-	if !ok {
-		return "", false
-	}
-	out := strings.TrimPrefix(e164, "+")
+	out := strings.TrimPrefix(phonenumbers.Format(num, phonenumbers.E164), "+")
 	for i := 0; i < len(out); i++ {
 		if out[i] < '0' || out[i] > '9' {
 			return "", false
 		}
 	}
 	return out, out != ""
-}
-
-// valParsePhone wraps the third-party parser so that a panic inside it
-// rejects the number instead of crashing the relay.
-func valParsePhone(s string) (e164 string, ok bool) {
-	defer func() {
-		if recover() != nil {
-			e164, ok = "", false
-		}
-	}()
-	num, err := phonenumbers.Parse(s, "")
-	if err != nil || !phonenumbers.IsValidNumber(num) {
-		return "", false
-	}
-	return phonenumbers.Format(num, phonenumbers.E164), true
 }
 
 // valNormalizeText applies Meta's parameter text rules without rejecting:

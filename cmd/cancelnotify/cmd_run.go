@@ -12,6 +12,7 @@ import (
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/internal/sdnotify"
 	"github.com/cancelnotify/cancelnotify/onemsg"
+	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
@@ -117,6 +118,7 @@ type daemonOptions struct {
 	adminAddr, adminUser, adminPassword                       *option
 	retention, riverCompleted, riverCancelled, riverDiscarded *option
 	callbackURL, callbackSecret                               *option
+	phoneRegion, pprof                                        *option
 }
 
 func addDaemonOptions(s *settings) daemonOptions {
@@ -143,6 +145,8 @@ func addDaemonOptions(s *settings) daemonOptions {
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
 		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
 		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "HMAC-SHA256 key of the X-Cancelnotify-Signature header"),
+		phoneRegion:    s.add("CANCELNOTIFY_PHONE_REGION", "phone-region", "", "ISO 3166 country (e.g. RU, US) whose national notation reads phones written without a country code; \"\" = only numbers with + or 00 are sent"),
+		pprof:          s.add("CANCELNOTIFY_PPROF", "pprof", "off", "on = serve Go profiles under /debug/pprof/ on the admin listener"),
 	}
 }
 
@@ -194,6 +198,17 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 		if c.CallbackSecret == "" {
 			s.fail("%s is set but %s is not: the CRM needs it to verify callbacks (generate one with `openssl rand -hex 32`)", o.callbackURL.name(), o.callbackSecret.name())
 		}
+	}
+	c.PhoneRegion = strings.ToUpper(strings.TrimSpace(o.phoneRegion.raw))
+	if err := outbox.CheckPhoneRegion(c.PhoneRegion); err != nil {
+		s.fail("%s: %v", o.phoneRegion.name(), err)
+	}
+	switch strings.TrimSpace(o.pprof.raw) {
+	case "on":
+		c.Pprof = true
+	case "off", "":
+	default:
+		s.fail("%s = %s: write on or off", o.pprof.name(), o.pprof.shown())
 	}
 	if c.TrackFor > 0 && c.TrackFor < time.Minute {
 		s.fail("%s = %s is too short: WhatsApp statuses can take minutes; use at least 1m", o.trackFor.name(), o.trackFor.shown())

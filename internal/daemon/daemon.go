@@ -42,6 +42,10 @@ type Config struct {
 	Namespace string        // ONEMSG_NAMESPACE
 	Language  string        // ONEMSG_LANGUAGE
 	Body      string        // template body text, for the 1024-character rule; default the seed's
+	// PhoneRegion reads phones written without a country code
+	// (outbox.Validator.PhoneRegion); "" (default) sends only numbers
+	// written with + or 00.
+	PhoneRegion string
 
 	RelayBatchSize    int
 	RelayPollInterval time.Duration
@@ -85,6 +89,10 @@ type Config struct {
 	AdminAddr     string
 	AdminUser     string
 	AdminPassword string
+	// Pprof serves Go's profiles under /debug/pprof/ on the admin listener
+	// (default off). The command line is never served: secrets may be
+	// flags.
+	Pprof bool
 
 	// Preflight checks the channel, template and webhook registration at
 	// start (as `cancelnotify check` does): findings are logged, and a
@@ -214,7 +222,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d.relay = outbox.NewRelay(outbox.RelayConfig{
 		Pool: pool, Schema: cfg.Schema, Jobs: d.river, Ledger: d.ledger,
-		Validator: outbox.Validator{Language: cfg.Language, Body: cfg.Body}, Template: cfg.Template,
+		Validator: outbox.Validator{Language: cfg.Language, Body: cfg.Body, PhoneRegion: cfg.PhoneRegion}, Template: cfg.Template,
 		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: cfg.PairInterval, Logger: cfg.Logger,
 	})
 	m.WatchRelay(func() float64 {

@@ -101,3 +101,56 @@ func TestPresetRelayedAtIsSent(t *testing.T) {
 		t.Errorf("preset row: %s, %d messages at 1MSG; want read, 1", n.Status, len(e.sb.Messages()))
 	}
 }
+
+// Domestic notations are rejected without CANCELNOTIFY_PHONE_REGION and
+// reach the right number with it; 1MSG never sees a number abroad.
+func TestDomesticPhonesNeedARegion(t *testing.T) {
+	t.Parallel()
+	phones := map[string]string{"ru-domestic": "8 (495) 123-45-67", "us-domestic": "(201) 555-0123", "intl": "+7 900 123-45-67"}
+	for _, tt := range []struct {
+		region string
+		want   map[string]string // event → phone sent to, "" = rejected
+	}{
+		{"", map[string]string{"ru-domestic": "", "us-domestic": "", "intl": "79001234567"}},
+		{"RU", map[string]string{"ru-domestic": "74951234567", "us-domestic": "", "intl": "79001234567"}},
+		{"US", map[string]string{"ru-domestic": "", "us-domestic": "12015550123", "intl": "79001234567"}},
+	} {
+		t.Run("region="+tt.region, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, fastSandbox())
+			cfg := e.config()
+			cfg.PhoneRegion = tt.region
+			e.start(cfg)
+			var ids []string
+			for id, phone := range phones {
+				p := orderPayload(0)
+				p["phone"] = phone
+				e.insert(id, p)
+				ids = append(ids, id)
+			}
+			e.waitFinal(20*time.Second, ids...)
+			sent := map[string]bool{}
+			for _, m := range e.sb.Messages() {
+				sent[m.Phone] = true
+			}
+			for id, want := range tt.want {
+				n := e.notification(id)
+				switch {
+				case want == "" && (n.Status != ledger.StatusRejected || !strings.Contains(n.Error, "CANCELNOTIFY_PHONE_REGION")):
+					t.Errorf("%s (%s): %s %q; want rejected naming CANCELNOTIFY_PHONE_REGION", id, phones[id], n.Status, n.Error)
+				case want != "" && (n.Phone != want || !sent[want]):
+					t.Errorf("%s (%s): %s to %s; want sent to %s (1MSG got %v)", id, phones[id], n.Status, n.Phone, want, sent)
+				}
+			}
+			wantSent := 0
+			for _, p := range tt.want {
+				if p != "" {
+					wantSent++
+				}
+			}
+			if len(sent) != wantSent {
+				t.Errorf("1MSG got %v; want exactly the %d numbers above", sent, wantSent)
+			}
+		})
+	}
+}
