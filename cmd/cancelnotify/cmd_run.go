@@ -138,8 +138,8 @@ func addDaemonOptions(s *settings) daemonOptions {
 		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", "24h", "River keeps completed jobs this long"),
 		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", "168h", "River keeps cancelled jobs (refused sends, in_doubt) this long"),
 		riverDiscarded: s.add("CANCELNOTIFY_RIVER_DISCARDED_RETENTION", "river-discarded-retention", "168h", "River keeps discarded jobs (attempts exhausted) this long"),
-		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ (\"\" = off); never expose it publicly"),
-		adminUser:      s.add("CANCELNOTIFY_ADMIN_USER", "admin-user", "", "basic-auth user for /metrics, /riverui/ and /debug/pprof/"),
+		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ with --pprof on (\"\" = off); a non-loopback address needs --admin-user"),
+		adminUser:      s.add("CANCELNOTIFY_ADMIN_USER", "admin-user", "", "basic-auth user for all admin endpoints but /healthz and /readyz (required when the admin address is not loopback)"),
 		adminPassword:  s.secret("CANCELNOTIFY_ADMIN_PASSWORD", "admin-password", "basic-auth password (secret)"),
 		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", "127.0.0.1:8080", "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
@@ -187,6 +187,9 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 	c.AdminPassword, _ = s.secretValue(o.adminPassword, "admin-password")
 	if (c.AdminUser == "") != (c.AdminPassword == "") {
 		s.fail("%s and %s go together: set both to protect /metrics and /riverui/, or neither", o.adminUser.name(), o.adminPassword.name())
+	} else if c.AdminAddr != "" && c.AdminUser == "" && !daemon.LoopbackAddr(c.AdminAddr) {
+		s.fail("%s = %s is not a loopback address, so River UI and the metrics would be open to the network: set %s and %s, or listen on 127.0.0.1",
+			o.adminAddr.name(), o.adminAddr.shown(), o.adminUser.name(), o.adminPassword.name())
 	}
 	c.Rate = s.float(o.rate, 0, 100000)
 	c.PairInterval = s.duration(o.pairInterval)

@@ -111,6 +111,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// ErrAdminExposed refuses an admin listener reachable from other machines
+// without basic auth.
+var ErrAdminExposed = errors.New("CANCELNOTIFY_ADMIN_ADDR is not a loopback address, so River UI and the metrics would be open to the network: " +
+	"set CANCELNOTIFY_ADMIN_USER and CANCELNOTIFY_ADMIN_PASSWORD, or listen on 127.0.0.1")
+
 // Notifier is systemd's notify protocol as the daemon uses it.
 type Notifier interface {
 	Ready() error
@@ -211,6 +216,11 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		}
 		d.webhook = webhook.New(webhook.Config{Pool: pool, Ledger: d.ledger, Secret: cfg.WebhookSecret,
 			Channel: cfg.OneMsg.Channel, Logger: cfg.Logger, Observer: m})
+	}
+	if cfg.AdminAddr != "" && cfg.AdminUser == "" && !LoopbackAddr(cfg.AdminAddr) {
+		d.closeListeners()
+		pool.Close()
+		return nil, fmt.Errorf("%w: %s", ErrAdminExposed, cfg.AdminAddr)
 	}
 	if cfg.AdminAddr != "" {
 		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)

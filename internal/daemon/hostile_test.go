@@ -3,10 +3,14 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cancelnotify/cancelnotify/internal/daemon"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
@@ -152,5 +156,92 @@ func TestDomesticPhonesNeedARegion(t *testing.T) {
 				t.Errorf("1MSG got %v; want exactly the %d numbers above", sent, wantSent)
 			}
 		})
+	}
+}
+
+func request(t *testing.T, method, url string, header map[string]string, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// pprof is off unless asked for and never shows the command line; the
+// loopback admin listener refuses foreign Host headers (DNS rebinding) and
+// River UI's API refuses what a foreign page could forge.
+func TestAdminProtections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastSandbox())
+	off := e.config()
+	off.AdminAddr = "127.0.0.1:0"
+	dOff := e.start(off)
+	if code, _ := get(t, dOff.AdminURL()+"/debug/pprof/", "", ""); code != http.StatusNotFound {
+		t.Errorf("pprof without CANCELNOTIFY_PPROF: %d, want 404", code)
+	}
+
+	e2 := newEnv(t, fastSandbox())
+	on := e2.config()
+	on.AdminAddr, on.Pprof = "127.0.0.1:0", true
+	d := e2.start(on)
+	admin := d.AdminURL()
+	port := admin[strings.LastIndex(admin, ":")+1:]
+	if code, body := get(t, admin+"/debug/pprof/", "", ""); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("pprof on: %d", code)
+	}
+	if code, body := get(t, admin+"/debug/pprof/cmdline", "", ""); code != http.StatusNotFound || strings.Contains(body, "test") {
+		t.Errorf("/debug/pprof/cmdline: %d %.100q, want 404", code, body)
+	}
+	for _, tt := range []struct {
+		name, method, path string
+		header             map[string]string
+		body               string
+		want               int
+	}{
+		{"rebound host", "GET", "/metrics", map[string]string{"Host": "attacker.example:" + port}, "", http.StatusMisdirectedRequest},
+		{"rebound host, probe", "GET", "/readyz", map[string]string{"Host": "attacker.example"}, "", http.StatusMisdirectedRequest},
+		{"localhost", "GET", "/healthz", map[string]string{"Host": "localhost:" + port}, "", 200},
+		{"[::1]", "GET", "/healthz", map[string]string{"Host": "[::1]:" + port}, "", 200},
+		{"form post to River UI", "POST", "/riverui/api/jobs/cancel", map[string]string{"Content-Type": "text/plain"}, `{"job_ids":["1"]}`, http.StatusUnsupportedMediaType},
+		{"foreign origin", "POST", "/riverui/api/jobs/cancel", map[string]string{"Content-Type": "application/json", "Origin": "https://attacker.example"}, `{"job_ids":["1"]}`, http.StatusForbidden},
+		{"cross-site fetch", "POST", "/riverui/api/jobs/retry", map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, `{"job_ids":["1"]}`, http.StatusForbidden},
+	} {
+		if code, body := request(t, tt.method, admin+tt.path, tt.header, tt.body); code != tt.want {
+			t.Errorf("%s: %d %.200s, want %d", tt.name, code, body, tt.want)
+		}
+	}
+	// The same request from River UI's own page goes through.
+	if code, body := request(t, "POST", admin+"/riverui/api/jobs/cancel", map[string]string{"Content-Type": "application/json", "Origin": admin}, `{"job_ids":["1"]}`); code == http.StatusForbidden || code == http.StatusUnsupportedMediaType || code >= 500 {
+		t.Errorf("same-origin JSON request: %d %.200s", code, body)
+	}
+}
+
+// An admin address other machines can reach needs basic auth.
+func TestExposedAdminNeedsAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastSandbox())
+	cfg := e.config()
+	cfg.AdminAddr = "0.0.0.0:0"
+	if _, err := daemon.New(context.Background(), cfg); !errors.Is(err, daemon.ErrAdminExposed) || !strings.Contains(err.Error(), "CANCELNOTIFY_ADMIN_USER") {
+		t.Errorf("New = %v; want ErrAdminExposed naming CANCELNOTIFY_ADMIN_USER", err)
+	}
+	for addr, want := range map[string]bool{"127.0.0.1:9090": true, "localhost:9090": true, "[::1]:9090": true, ":9090": false, "0.0.0.0:9090": false, "10.0.0.5:9090": false, "admin.internal:9090": false} {
+		if got := daemon.LoopbackAddr(addr); got != want {
+			t.Errorf("LoopbackAddr(%q) = %v", addr, got)
+		}
 	}
 }
