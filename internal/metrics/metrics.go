@@ -75,7 +75,7 @@ func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger) *Metrics
 		}, []string{"result"}),
 		webhookStats: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "webhook_statuses_total",
-			Help: "Statuses received by webhook: recorded, unknown_wamid (held for a wamid not recorded yet or another system's), unmapped (stored raw).",
+			Help: "Statuses received by webhook: recorded, unknown_wamid (held for a wamid not recorded yet or another system's), unmapped (stored raw), ignored (no usable message id).",
 		}, []string{"kind"}),
 	}
 	m.reg.MustRegister(m.transitions, m.toAccepted, m.toDelivered, m.apiCalls, m.apiDuration, m.webhookReqs, m.webhookStats,
@@ -125,6 +125,12 @@ func (m *Metrics) Called(endpoint, outcome string, d time.Duration) {
 
 // Webhook records a webhook request's result.
 func (m *Metrics) Webhook(result string) { m.webhookReqs.WithLabelValues(result).Inc() }
+
+// WebhookIgnored records status entries dropped before any work: no
+// message id, or one over the length limit.
+func (m *Metrics) WebhookIgnored(entries int) {
+	m.webhookStats.WithLabelValues("ignored").Add(float64(entries))
+}
 
 // WebhookStatuses records what a webhook batch held.
 func (m *Metrics) WebhookStatuses(recorded, unknown, unmapped int) {
