@@ -68,3 +68,28 @@ func TestCheckPhoneRegion(t *testing.T) {
 		}
 	}
 }
+
+// Texts arrive without bidi controls and zero-width characters; emoji
+// built with a zero-width joiner stay whole.
+func TestNormalizeTextStripsInvisible(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"Alexey", "Alexey"},
+		{"Invoice \u202egnp.exe", "Invoice gnp.exe"},
+		{"\u2066Al\u2069ex\u200bey\u200c\u200e\u200f\ufeff", "Alexey"},
+		{"Ale\u200dxey", "Alexey"},                           // a joiner between letters
+		{"dev 👩\u200d💻 team", "dev 👩\u200d💻 team"},             // woman technologist
+		{"👨\u200d👩\u200d👧 family", "👨\u200d👩\u200d👧 family"}, // family
+		{"❤\ufe0f\u200d🔥", "❤\ufe0f\u200d🔥"},                 // heart on fire
+		{"👩🏽\u200d💻", "👩🏽\u200d💻"},                           // with a skin tone
+		{"👩\u200d", "👩"},                                     // a dangling joiner
+		{"a\u200d💻", "a💻"},                                   // a joiner after a letter
+		{"line\nbreak\ttab  \u00a0 spaces", "line break tab spaces"},
+		{"\u202e\u200b", ""},
+	}
+	for _, tt := range tests {
+		if got := valNormalizeText(tt.in); got != tt.want {
+			t.Errorf("valNormalizeText(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -595,14 +595,27 @@ func valParsePhone(s, region string) (e164 string, ok bool) {
 
 // valNormalizeText applies Meta's parameter text rules without rejecting:
 // line breaks, tabs and every other Unicode space or control character become
-// a space, runs of spaces collapse to one, and the ends are trimmed.
+// a space, runs of spaces collapse to one, and the ends are trimmed. Bidi
+// controls (an RTL override turns "gnp.exe" into "exe.png") and zero-width
+// characters are dropped, except a zero-width joiner between two emoji,
+// which is part of one emoji (👩‍💻).
 func valNormalizeText(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false
-	for _, r := range s {
+	var prev rune
+	for i, r := range s {
+		if valInvisible(r) {
+			if r == '\u200d' && valEmojiBefore(prev) {
+				if next, size := utf8.DecodeRuneInString(s[i+len("\u200d"):]); size > 0 && next != utf8.RuneError && valEmoji(next) {
+					b.WriteRune(r)
+				}
+			}
+			continue
+		}
 		if unicode.IsSpace(r) || unicode.IsControl(r) {
 			space = true
+			prev = ' '
 			continue
 		}
 		if space && b.Len() > 0 {
@@ -610,9 +623,27 @@ func valNormalizeText(s string) string {
 		}
 		space = false
 		b.WriteRune(r)
+		prev = r
 	}
 	return b.String()
 }
+
+// valInvisible reports the characters valNormalizeText drops: bidi
+// controls and zero-width characters.
+func valInvisible(r rune) bool {
+	switch r {
+	case '\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u180e', '\u2061', '\u2062', '\u2063', '\u2064':
+		return true
+	}
+	return unicode.Is(unicode.Bidi_Control, r)
+}
+
+// valEmoji approximates "starts an emoji": a symbol (So) such as 💻 or ❤.
+func valEmoji(r rune) bool { return unicode.Is(unicode.So, r) }
+
+// valEmojiBefore: what may end an emoji before a joiner: the symbol itself,
+// a skin-tone modifier or the emoji variation selector.
+func valEmojiBefore(r rune) bool { return valEmoji(r) || (r >= 0x1f3fb && r <= 0x1f3ff) || r == '\ufe0f' }
 
 // valShorten cuts s to at most n runes (n >= 2), ending with "…". A space
 // before the ellipsis is dropped, so the result may be a rune shorter.

@@ -181,7 +181,7 @@ func (l list) print(w io.Writer) {
 		if r.ErrorCode != "" {
 			errText = r.ErrorCode + ": " + errText
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.EventID, r.OrderNumber, r.Status, ts(&r.UpdatedAt), dash(r.Wamid), cut(errText, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(r.EventID), printable(r.OrderNumber), r.Status, ts(&r.UpdatedAt), printable(dash(r.Wamid)), printable(cut(errText, 100)))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d notifications\n", len(l))
@@ -245,7 +245,7 @@ func readEvent(ctx context.Context, pool *pgxpool.Pool, eventID string) (*eventV
 }
 
 func (v *eventView) print(w io.Writer) {
-	fmt.Fprintf(w, "event      %s (%s, outbox row %d, committed %s)\n", v.EventID, v.EventType, v.OutboxID, ts(&v.CommittedAt))
+	fmt.Fprintf(w, "event      %s (%s, outbox row %d, committed %s)\n", printable(v.EventID), printable(v.EventType), v.OutboxID, ts(&v.CommittedAt))
 	n := v.Notification
 	if n == nil {
 		fmt.Fprintln(w, "status     not relayed yet: the relay has not picked the row up (is `cancelnotify run` running?)")
@@ -253,17 +253,17 @@ func (v *eventView) print(w io.Writer) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	fmt.Fprintf(tw, "status\t%s\n", n.Status)
-	fmt.Fprintf(tw, "wamid\t%s\n", dash(n.Wamid))
+	fmt.Fprintf(tw, "wamid\t%s\n", printable(dash(n.Wamid)))
 	fmt.Fprintf(tw, "to\t%s\n", dash(ledger.MaskPhone(n.Phone)))
-	fmt.Fprintf(tw, "template\t%s (%s)\n", n.Template, n.Language)
+	fmt.Fprintf(tw, "template\t%s (%s)\n", printable(n.Template), printable(n.Language))
 	if len(n.Params) > 0 {
-		fmt.Fprintf(tw, "params\t%s\n", strings.Join(quoteAll(n.Params), " · "))
+		fmt.Fprintf(tw, "params\t%s\n", printable(strings.Join(quoteAll(n.Params), " · ")))
 	}
 	if len(n.Shortened) > 0 {
-		fmt.Fprintf(tw, "shortened\t%s\n", strings.Join(n.Shortened, ", "))
+		fmt.Fprintf(tw, "shortened\t%s\n", printable(strings.Join(n.Shortened, ", ")))
 	}
 	if n.Error != "" {
-		fmt.Fprintf(tw, "error\t%s: %s\n", dash(n.ErrorCode), n.Error)
+		fmt.Fprintf(tw, "error\t%s: %s\n", printable(dash(n.ErrorCode)), printable(n.Error))
 	}
 	fmt.Fprintf(tw, "attempts\t%d\n", n.Attempts)
 	fmt.Fprintf(tw, "times\tsent %s · delivered %s · read %s · failed %s\n", ts(n.SentAt), ts(n.DeliveredAt), ts(n.ReadAt), ts(n.FailedAt))
@@ -276,14 +276,14 @@ func (v *eventView) print(w io.Writer) {
 		if !ev.Applied {
 			mark = "(not applied)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", ts(&ev.RecordedAt), ev.Source, ev.Status, mark, cut(detailLine(ev.Detail), 160))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", ts(&ev.RecordedAt), ev.Source, printable(ev.Status), mark, printable(cut(detailLine(ev.Detail), 160)))
 	}
 	tw.Flush()
 
 	fmt.Fprintln(w, "\nRiver jobs")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, j := range v.Jobs {
-		fmt.Fprintf(tw, "  #%d\t%s\t%s\tattempt %d/%d\tscheduled %s\t%s\n", j.ID, j.Kind, j.State, j.Attempt, j.MaxAttempts, ts(&j.ScheduledAt), j.LastError)
+		fmt.Fprintf(tw, "  #%d\t%s\t%s\tattempt %d/%d\tscheduled %s\t%s\n", j.ID, j.Kind, j.State, j.Attempt, j.MaxAttempts, ts(&j.ScheduledAt), printable(j.LastError))
 	}
 	tw.Flush()
 	if len(v.Jobs) == 0 {

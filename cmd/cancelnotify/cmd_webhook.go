@@ -55,7 +55,7 @@ func cmdWebhook(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "1MSG pushes to %d URL(s); ackNotificationsOn=%v rawHooks=%v\n", len(current), st.AckNotificationsOn, st.RawHooks)
 		for _, u := range current {
-			fmt.Fprintf(e.stdout, "  %s\n", redactWebhookURL(u))
+			fmt.Fprintf(e.stdout, "  %s\n", printable(redactWebhookURL(u)))
 		}
 		return nil
 	}
@@ -85,7 +85,7 @@ func cmdWebhook(ctx context.Context, e *env, args []string) error {
 		if sameWebhook(u, target) {
 			mark = "  ← cancelnotify"
 		}
-		fmt.Fprintf(e.stdout, "  %s%s\n", redactWebhookURL(u), mark)
+		fmt.Fprintf(e.stdout, "  %s%s\n", printable(redactWebhookURL(u)), mark)
 	}
 	if !st.AckNotificationsOn {
 		return fmt.Errorf("1MSG reports ackNotificationsOn=false: statuses will not be pushed; check the channel in the 1MSG dashboard")

@@ -245,3 +245,26 @@ func TestExposedAdminNeedsAuth(t *testing.T) {
 		}
 	}
 }
+
+// Bidi overrides and zero-width characters never reach the customer; an
+// emoji joined with a zero-width joiner does, whole.
+func TestHostileTextsArriveCleaned(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastSandbox())
+	e.start(e.config())
+	p := orderPayload(1)
+	p["customer_name"] = "Ale\u200bxey\u200f"
+	p["order_number"] = "\u202e10482"
+	p["product_name"] = "Laptop 👩\u200d💻 \u2066edition\u2069"
+	p["next_step"] = "Refund \ufeffsoon\u200c"
+	e.insert("hostile-texts", p)
+	e.waitFinal(20*time.Second, "hostile-texts")
+	msgs := e.sb.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("1MSG got %d messages", len(msgs))
+	}
+	want := []string{"Alexey", "10482", "Laptop 👩\u200d💻 edition", "Refund soon"}
+	if strings.Join(msgs[0].Params, "|") != strings.Join(want, "|") {
+		t.Errorf("1MSG got params %q, want %q", msgs[0].Params, want)
+	}
+}
