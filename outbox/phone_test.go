@@ -78,7 +78,7 @@ func TestNormalizeTextStripsInvisible(t *testing.T) {
 		{"Invoice \u202egnp.exe", "Invoice gnp.exe"},
 		{"\u2066Al\u2069ex\u200bey\u200c\u200e\u200f\ufeff", "Alexey"},
 		{"Ale\u200dxey", "Alexey"},                           // a joiner between letters
-		{"dev 👩\u200d💻 team", "dev 👩\u200d💻 team"},             // woman technologist
+		{"dev 👩\u200d💻 team", "dev 👩\u200d💻 team"},           // woman technologist
 		{"👨\u200d👩\u200d👧 family", "👨\u200d👩\u200d👧 family"}, // family
 		{"❤\ufe0f\u200d🔥", "❤\ufe0f\u200d🔥"},                 // heart on fire
 		{"👩🏽\u200d💻", "👩🏽\u200d💻"},                           // with a skin tone

@@ -643,7 +643,9 @@ func valEmoji(r rune) bool { return unicode.Is(unicode.So, r) }
 
 // valEmojiBefore: what may end an emoji before a joiner: the symbol itself,
 // a skin-tone modifier or the emoji variation selector.
-func valEmojiBefore(r rune) bool { return valEmoji(r) || (r >= 0x1f3fb && r <= 0x1f3ff) || r == '\ufe0f' }
+func valEmojiBefore(r rune) bool {
+	return valEmoji(r) || (r >= 0x1f3fb && r <= 0x1f3ff) || r == '\ufe0f'
+}
 
 // valShorten cuts s to at most n runes (n >= 2), ending with "…". A space
 // before the ellipsis is dropped, so the result may be a rune shorter.
