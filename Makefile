@@ -5,7 +5,7 @@ DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_DATABASE_URL ?= $(DATABASE_URL)
 export DATABASE_URL TEST_DATABASE_URL
 
-.PHONY: build test demo lint bench chaos clean
+.PHONY: build test demo lint bench chaos clean fuzz
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cancelnotify
@@ -14,6 +14,12 @@ build:
 # and drops its own schema.
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Generated outbox rows through the real relay for FUZZ_TIME (default 1m),
+# beyond the seeds `make test` runs: every row settles, none blocks another.
+FUZZ_TIME ?= 1m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRelay$$' -fuzztime $(FUZZ_TIME) -parallel 2 ./outbox/
 
 demo: build
 	./$(BIN) demo

@@ -20,7 +20,7 @@ import (
 	"github.com/cancelnotify/cancelnotify/outbox"
 )
 
-func newRelay(t *testing.T, pool *pgxpool.Pool, schema string, batch int) *outbox.Relay {
+func newRelay(t testing.TB, pool *pgxpool.Pool, schema string, batch int) *outbox.Relay {
 	t.Helper()
 	// An insert-only River client: the relay inserts jobs, nothing works them here.
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema})
@@ -149,7 +149,7 @@ func TestRolledBackRowsAreNeverRelayed(t *testing.T) {
 }
 
 // notificationOf returns the status, code and error recorded for event id.
-func notificationOf(t *testing.T, pool *pgxpool.Pool, eventID string) (status, code, reason string, jobs int) {
+func notificationOf(t testing.TB, pool *pgxpool.Pool, eventID string) (status, code, reason string, jobs int) {
 	t.Helper()
 	err := pool.QueryRow(context.Background(), `SELECT n.status, coalesce(n.error_code, ''), coalesce(n.error, ''),
 			(SELECT count(*) FROM river_job j WHERE j.kind = 'cancelnotify_send' AND (j.args->>'notification_id')::bigint = n.id)
@@ -160,7 +160,7 @@ func notificationOf(t *testing.T, pool *pgxpool.Pool, eventID string) (status, c
 	return status, code, reason, jobs
 }
 
-func insertRow(t *testing.T, pool *pgxpool.Pool, eventID, customer string) {
+func insertRow(t testing.TB, pool *pgxpool.Pool, eventID, customer string) {
 	t.Helper()
 	_, err := pool.Exec(context.Background(), `INSERT INTO outbox (event_id, payload) VALUES ($1, jsonb_build_object(
 		'phone', '+49 151 23456789', 'customer_name', $2::text, 'order_number', 1, 'product_name', 'P', 'next_step', 'Refund soon'))`,
