@@ -7,7 +7,7 @@ export DATABASE_URL TEST_DATABASE_URL
 
 PREFIX        ?= /usr/local
 
-.PHONY: build install test demo lint bench bench-shared chaos clean
+.PHONY: build install test demo lint bench bench-shared chaos clean fuzz
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cancelnotify
@@ -21,6 +21,12 @@ install: build
 # and drops its own schema.
 test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Generated outbox rows through the real relay for FUZZ_TIME (default 1m),
+# beyond the seeds `make test` runs: every row settles, none blocks another.
+FUZZ_TIME ?= 1m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRelay$$' -fuzztime $(FUZZ_TIME) -parallel 2 ./outbox/
 
 demo: build
 	./$(BIN) demo

@@ -108,10 +108,7 @@ func Callbacks(inserter interface {
 			if !c.To.Final() && c.To != ledger.StatusInDoubt {
 				continue
 			}
-			body, err := json.Marshal(c.Announcement(schema))
-			if err != nil {
-				return err
-			}
+			body := json.RawMessage(c.AnnouncementJSON(schema))
 			p := river.InsertManyParams{Args: CallbackArgs{NotificationID: c.Notification.ID, Status: c.To, Body: body}}
 			if md := tracing.Metadata(c.Notification.TraceParent); md != nil {
 				p.InsertOpts = &river.InsertOpts{Metadata: md} // the delivery belongs to the notification's trace

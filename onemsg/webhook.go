@@ -27,10 +27,63 @@ type Webhook struct {
 	InstanceID string         // "" for raw Meta payloads, which carry none
 	Statuses   []StatusUpdate // from ack[], hooks[] or entry[].changes[].value.statuses[]
 	Messages   int            // inbound messages and echoes, acknowledged and ignored
+	// Ignored counts status entries that cannot be about any message: no
+	// id (an empty {} included), or an id longer than MaxWamidBytes.
+	Ignored int
 }
+
+// MaxWebhookEntries bounds every array of a webhook body (ack, hooks,
+// entry, changes, statuses, messages): a longer one makes the body
+// malformed (ErrTooManyEntries) after reading only that many elements.
+// 1MSG pushes a few statuses at a time.
+const MaxWebhookEntries = 1000
+
+// MaxWamidBytes is the longest message id a status entry may carry; WhatsApp's
+// are about 60 bytes. An entry with a longer one is ignored.
+const MaxWamidBytes = 256
 
 // ErrMalformedWebhook is wrapped by ParseWebhook's errors.
 var ErrMalformedWebhook = errors.New("malformed webhook payload")
+
+// ErrTooManyEntries is wrapped by ParseWebhook's error for an array longer
+// than MaxWebhookEntries.
+var ErrTooManyEntries = fmt.Errorf("%w: an array has more than %d entries", ErrMalformedWebhook, MaxWebhookEntries)
+
+// boundedList is a JSON array decoded one element at a time, refusing more
+// than MaxWebhookEntries: a body of 349,000 "{}" costs a thousand decodes,
+// not 349,000 allocations.
+type boundedList[T any] []T
+
+func (l *boundedList[T]) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		*l = nil
+		return nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return fmt.Errorf("expected an array, got %v", tok)
+	}
+	*l = (*l)[:0]
+	for dec.More() {
+		if len(*l) >= MaxWebhookEntries {
+			return ErrTooManyEntries
+		}
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		*l = append(*l, v)
+	}
+	return nil
+}
+
+// meaningful reports whether a status entry names a message we could have
+// sent; the others are ignored without further work.
+func meaningful(id string) bool { return id != "" && len(id) <= MaxWamidBytes }
 
 // ParseWebhook reads every payload shape 1MSG is known to push:
 //
@@ -40,26 +93,28 @@ var ErrMalformedWebhook = errors.New("malformed webhook payload")
 //   - raw Meta (rawHooks): {"entry": [{"changes": [{"value": {"statuses": […]}}]}]}
 //   - inbound messages {"messages": […]}, counted only.
 func ParseWebhook(body []byte) (*Webhook, error) {
+	type change struct {
+		Value struct {
+			Statuses boundedList[json.RawMessage] `json:"statuses"`
+			Messages boundedList[json.RawMessage] `json:"messages"`
+		} `json:"value"`
+	}
 	var root struct {
-		InstanceID json.RawMessage   `json:"instanceId"`
-		Ack        []json.RawMessage `json:"ack"`
-		Hooks      []json.RawMessage `json:"hooks"`
-		Messages   []json.RawMessage `json:"messages"`
-		Entry      []struct {
-			Changes []struct {
-				Value struct {
-					Statuses []json.RawMessage `json:"statuses"`
-					Messages []json.RawMessage `json:"messages"`
-				} `json:"value"`
-			} `json:"changes"`
-		} `json:"entry"`
+		InstanceID json.RawMessage              `json:"instanceId"`
+		Ack        boundedList[json.RawMessage] `json:"ack"`
+		Hooks      boundedList[json.RawMessage] `json:"hooks"`
+		Messages   boundedList[json.RawMessage] `json:"messages"`
+		Entry      boundedList[struct {
+			Changes boundedList[change] `json:"changes"`
+		}] `json:"entry"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&root); err != nil {
+	// Unmarshal, not a Decoder: it reads body in place instead of copying
+	// it into a buffer grown by doubling, and refuses data after the object.
+	if err := json.Unmarshal(body, &root); err != nil {
+		if errors.Is(err, ErrTooManyEntries) {
+			return nil, ErrTooManyEntries
+		}
 		return nil, fmt.Errorf("%w: %v", ErrMalformedWebhook, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the JSON object", ErrMalformedWebhook)
 	}
 	w := &Webhook{InstanceID: instanceID(root.InstanceID), Messages: len(root.Messages)}
 	for _, raw := range root.Ack {
@@ -73,6 +128,10 @@ func ParseWebhook(body []byte) (*Webhook, error) {
 		}
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return nil, fmt.Errorf("%w: ack entry: %v", ErrMalformedWebhook, err)
+		}
+		if !meaningful(a.ID) {
+			w.Ignored++
+			continue
 		}
 		phone := a.Phone
 		if phone == "" {
@@ -90,6 +149,10 @@ func ParseWebhook(body []byte) (*Webhook, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: hooks entry: %v", ErrMalformedWebhook, err)
 		}
+		if !meaningful(u.ID) {
+			w.Ignored++
+			continue
+		}
 		w.Statuses = append(w.Statuses, u)
 	}
 	for _, e := range root.Entry {
@@ -99,6 +162,10 @@ func ParseWebhook(body []byte) (*Webhook, error) {
 				u, err := metaStatus(raw)
 				if err != nil {
 					return nil, fmt.Errorf("%w: statuses entry: %v", ErrMalformedWebhook, err)
+				}
+				if !meaningful(u.ID) {
+					w.Ignored++
+					continue
 				}
 				w.Statuses = append(w.Statuses, u)
 			}

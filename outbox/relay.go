@@ -12,13 +12,17 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -90,6 +94,49 @@ type Relay struct {
 	listening atomic.Bool
 	wake      chan struct{}
 	channels  map[string]OneMsgChannel // by name, the default channel included
+
+	progress     atomic.Int64 // rows relayed since start
+	failures     atomic.Int64 // drains failed in a row
+	failingSince atomic.Int64 // unix nanoseconds of the first of them; 0 while drains succeed
+	lastErr      atomic.Pointer[string]
+}
+
+// Health is how the relay is doing, for /readyz and the metrics.
+type Health struct {
+	Relayed      int64     // rows relayed since the relay started
+	Failures     int64     // drains that failed in a row (0: the last one succeeded)
+	FailingSince time.Time // when the first of them failed; zero while drains succeed
+	LastError    string    // the last drain's error, "" after a success
+}
+
+// Stalled reports a relay that makes no progress: its last three drains
+// in a row failed (a row that cannot be settled, the database refusing).
+func (h Health) Stalled() bool { return h.Failures >= 3 }
+
+// Health returns the relay's progress so far.
+func (r *Relay) Health() Health {
+	h := Health{Relayed: r.progress.Load(), Failures: r.failures.Load()}
+	if ns := r.failingSince.Load(); ns != 0 {
+		h.FailingSince = time.Unix(0, ns)
+	}
+	if e := r.lastErr.Load(); e != nil {
+		h.LastError = *e
+	}
+	return h
+}
+
+func (r *Relay) drained(err error) {
+	if err == nil {
+		r.failures.Store(0)
+		r.failingSince.Store(0)
+		r.lastErr.Store(nil)
+		return
+	}
+	if r.failures.Add(1) == 1 {
+		r.failingSince.Store(time.Now().UnixNano())
+	}
+	msg := err.Error()
+	r.lastErr.Store(&msg)
 }
 
 // NewRelay returns a relay; Run starts it.
@@ -137,9 +184,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	failures := 0
 	for {
 		n, err := r.Drain(ctx)
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return nil
+		}
+		r.drained(err)
+		switch {
 		case err != nil:
 			failures++
 			wait := min(time.Duration(failures)*500*time.Millisecond, 10*time.Second)
@@ -282,11 +331,95 @@ func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
 	ctx, end := r.traceBatch(ctx, begin, len(batch))
 	defer func() { end(err) }()
 
+	decisions := make([]Decision, len(batch))
+	for i, x := range batch {
+		decisions[i] = r.decide(x)
+	}
+	err = r.relayRows(ctx, tx, batch, decisions)
+	var stuck error
+	if err != nil {
+		if !rowFault(ctx, tx, err) {
+			return 0, err
+		}
+		// Something in this batch makes the batch fail; find it row by row
+		// so that it cannot hold back the rows behind it.
+		r.logger.Warn("relay batch failed; relaying its rows one by one", "rows", len(batch), "error", err)
+		if stuck, err = r.relayEach(ctx, tx, batch, decisions); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit relay transaction: %w", err)
+	}
+	r.progress.Add(int64(len(batch)))
+	return len(batch), stuck
+}
+
+// relayEach relays rows one at a time, each in its own savepoint. A row
+// whose relaying fails is settled as rejected with the reason; if even
+// that cannot be written, it is rejected with its texts cut short. Only a
+// row that cannot be written at all stays unrelayed: it is reported in the
+// returned error (so /readyz and the metrics show the relay failing) while
+// every other row of the batch goes on.
+func (r *Relay) relayEach(ctx context.Context, tx pgx.Tx, batch []row, decisions []Decision) (stuck error, err error) {
+	var stuckIDs []string
+	for i, x := range batch {
+		rowErr := r.relayRows(ctx, tx, batch[i:i+1], decisions[i:i+1])
+		if rowErr == nil {
+			continue
+		}
+		if !rowFault(ctx, tx, rowErr) {
+			return nil, rowErr
+		}
+		r.logger.Error("outbox row cannot be relayed; rejecting it", "outbox_id", x.id, "event_id", clipForLog(x.eventID), "error", rowErr)
+		reject := Decision{Status: ledger.StatusRejected, Code: "relay_failed", Channel: decisions[i].Channel, Language: decisions[i].Language, Phone: decisions[i].Phone,
+			Reason: fmt.Sprintf("the relay could not record this row (%s); it was rejected so the rows behind it go on: fix the row's content and insert it again under a new event_id", valClip(rowErr.Error(), 300))}
+		rowErr = r.relayRows(ctx, tx, batch[i:i+1], []Decision{reject})
+		if rowErr != nil && rowFault(ctx, tx, rowErr) {
+			// Last resort: nothing of the row's own texts but its id.
+			short := batch[i]
+			short.eventID = valClip(x.eventID, 40)
+			reject.Phone = ""
+			reject.Reason = fmt.Sprintf("the relay could not record this row (%s); it was rejected so the rows behind it go on, and its event_id is shortened here (outbox row %d has it in full)",
+				valClip(rowErr.Error(), 200), x.id)
+			rowErr = r.relayRows(ctx, tx, []row{short}, []Decision{reject})
+		}
+		if rowErr != nil {
+			if !rowFault(ctx, tx, rowErr) {
+				return nil, rowErr
+			}
+			r.logger.Error("outbox row cannot be settled; it stays unrelayed and is tried again", "outbox_id", x.id, "error", rowErr)
+			stuckIDs = append(stuckIDs, strconv.FormatInt(x.id, 10))
+		}
+	}
+	if len(stuckIDs) > 0 {
+		return fmt.Errorf("%w: outbox rows %s", ErrRowStuck, strings.Join(stuckIDs, ", ")), nil
+	}
+	return nil, nil
+}
+
+// ErrRowStuck reports outbox rows that could not be relayed nor rejected;
+// the rest of their batch was relayed.
+var ErrRowStuck = errors.New("outbox rows cannot be relayed or rejected (see the log for why); the others were relayed")
+
+// relayRows creates the notifications and send jobs of rows and marks them
+// relayed, inside a savepoint of tx: on error, nothing of it remains and tx
+// is still usable.
+func (r *Relay) relayRows(ctx context.Context, outer pgx.Tx, batch []row, decisions []Decision) (err error) {
+	tx, err := outer.Begin(ctx) // SAVEPOINT
+	if err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after release
+
 	news := make([]ledger.New, len(batch))
 	ids := make([]int64, len(batch))
 	for i, x := range batch {
 		ids[i] = x.id
-		d := r.decide(x)
+		d := decisions[i]
+		if d.Channel == "" {
+			d.Channel = ledger.DefaultChannel // rejected before the payload named one
+		}
 		news[i] = ledger.New{
 			OutboxID: x.id, EventID: x.eventID, EventCreatedAt: x.createdAt, Channel: d.Channel, Phone: d.Phone,
 			Template: r.channels[d.Channel].Template, Language: d.Language, Params: d.Params, Shortened: d.Shortened,
@@ -294,13 +427,13 @@ func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
 		}
 	}
 	if err := r.pace(ctx, tx, news); err != nil {
-		return 0, err
+		return err
 	}
 	endNotifications := r.traceNotifications(ctx, news)
 	created, err := r.cfg.Ledger.Create(ctx, tx, news)
 	if err != nil {
 		endNotifications(nil, err)
-		return 0, err
+		return err
 	}
 	defer func() { endNotifications(created, err) }()
 	var params []river.InsertManyParams
@@ -317,22 +450,45 @@ func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
 			}
 			params = append(params, p)
 		default:
-			r.logger.Warn("outbox row not sent", "event_id", n.EventID, "status", n.Status, "code", n.ErrorCode, "reason", n.Error)
+			r.logger.Warn("outbox row not sent", "event_id", clipForLog(n.EventID), "status", n.Status, "code", n.ErrorCode, "reason", n.Error)
 		}
 	}
 	if len(params) > 0 {
 		if _, err := r.cfg.Jobs.InsertManyTx(ctx, tx, params); err != nil {
-			return 0, fmt.Errorf("insert send jobs: %w", err)
+			return fmt.Errorf("insert send jobs: %w", err)
 		}
 	}
 	if _, err := tx.Exec(ctx, "UPDATE outbox SET relayed_at = now() WHERE id = ANY($1)", ids); err != nil {
-		return 0, fmt.Errorf("mark outbox rows relayed: %w", err)
+		return fmt.Errorf("mark outbox rows relayed: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit relay transaction: %w", err)
+	if err := tx.Commit(ctx); err != nil { // RELEASE SAVEPOINT
+		return fmt.Errorf("release savepoint: %w", err)
 	}
-	return len(batch), nil
+	return nil
 }
+
+// rowFault tells whether err, from relaying some rows in tx, is about those
+// rows (their content made a statement fail) rather than the database
+// being unavailable, in which case nothing may be rejected for it. The
+// savepoint has been rolled back by then, so a transaction that still
+// answers proves the connection is fine.
+func rowFault(ctx context.Context, tx pgx.Tx, err error) bool {
+	if ctx.Err() != nil || tx.Conn().IsClosed() || pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", "25", "40", "53", "55", "57", "58": // connection, transaction state, conflicts, resources, operator, system
+			return false
+		}
+	}
+	var one int
+	return tx.QueryRow(ctx, "SELECT 1").Scan(&one) == nil
+}
+
+// clipForLog keeps a row's own text short in a log line.
+func clipForLog(s string) string { return valClip(s, 100) }
 
 // traceBatch starts the batch's span, a root of its own; end records err.
 func (r *Relay) traceBatch(ctx context.Context, begin time.Time, rows int) (context.Context, func(error)) {
@@ -455,6 +611,10 @@ func (r *Relay) decide(x row) (d Decision) {
 				Reason: fmt.Sprintf("validating this payload crashed (%v); the row was rejected so the rows behind it go on. Report it with the event_id", p)}
 		}
 	}()
+	if len(x.eventID) > MaxEventIDBytes {
+		return Decision{Status: ledger.StatusRejected, Code: "event_id_too_long", Language: r.cfg.Validator.Language,
+			Reason: fmt.Sprintf("event_id is %d bytes; at most %d are accepted: use a short idempotency key such as \"order-10482-cancelled\"", len(x.eventID), MaxEventIDBytes)}
+	}
 	if x.payload == nil {
 		return Decision{Status: ledger.StatusRejected, Code: "payload_too_large", Language: r.cfg.Validator.Language,
 			Reason: tooLargeReason(x.size)}

@@ -2,7 +2,10 @@ package outbox_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,10 +16,11 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/outbox"
 )
 
-func newRelay(t *testing.T, pool *pgxpool.Pool, schema string, batch int) *outbox.Relay {
+func newRelay(t testing.TB, pool *pgxpool.Pool, schema string, batch int) *outbox.Relay {
 	t.Helper()
 	// An insert-only River client: the relay inserts jobs, nothing works them here.
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema})
@@ -206,5 +210,132 @@ func TestRolledBackRowsAreNeverRelayed(t *testing.T) {
 	}
 	if n, err := r.Drain(ctx); err != nil || n != 0 {
 		t.Fatalf("Drain = %d, %v; want 0", n, err)
+	}
+}
+
+// notificationOf returns the status, code and error recorded for event id.
+func notificationOf(t testing.TB, pool *pgxpool.Pool, eventID string) (status, code, reason string, jobs int) {
+	t.Helper()
+	err := pool.QueryRow(context.Background(), `SELECT n.status, coalesce(n.error_code, ''), coalesce(n.error, ''),
+			(SELECT count(*) FROM river_job j WHERE j.kind = 'cancelnotify_send' AND (j.args->>'notification_id')::bigint = n.id)
+		FROM notification n JOIN outbox o ON o.id = n.outbox_id WHERE o.event_id = $1`, eventID).Scan(&status, &code, &reason, &jobs)
+	if err != nil {
+		t.Fatalf("notification of %.40q: %v", eventID, err)
+	}
+	return status, code, reason, jobs
+}
+
+func insertRow(t testing.TB, pool *pgxpool.Pool, eventID, customer string) {
+	t.Helper()
+	_, err := pool.Exec(context.Background(), `INSERT INTO outbox (event_id, payload) VALUES ($1, jsonb_build_object(
+		'phone', '+49 151 23456789', 'customer_name', $2::text, 'order_number', 1, 'product_name', 'P', 'next_step', 'Refund soon'))`,
+		eventID, customer)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Rows whose event_id or texts are long enough to push a status
+// announcement past Postgres's 8000-byte NOTIFY limit settle (rejected, or
+// queued with announcements cut short) and never stop the rows behind them.
+func TestLongRowsSettleAndDoNotBlock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := dbtest.New(t)
+	r := newRelay(t, pool, schema, 500)
+	// Announcements are LISTENed to, as an OMS or CRM would.
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "LISTEN cancelnotify_status"); err != nil {
+		t.Fatal(err)
+	}
+
+	long := strings.Repeat("x", 7800)
+	angles := strings.Repeat("<", 1300)
+	escapes := strings.Repeat(`"\<`, 300) // quotes and backslashes are escaped in JSON
+	insertRow(t, pool, long, "Alexey")
+	insertRow(t, pool, "after-long", "Maria")
+	insertRow(t, pool, angles, "Ivan")
+	insertRow(t, pool, strings.Repeat("é", outbox.MaxEventIDBytes/2), escapes) // longest accepted event_id
+	insertRow(t, pool, "after-all", "Olga")
+
+	n, err := r.Drain(ctx)
+	if err != nil || n != 5 {
+		t.Fatalf("Drain = %d, %v; want 5 rows and no error", n, err)
+	}
+	for _, id := range []string{long, angles} {
+		if st, code, reason, jobs := notificationOf(t, pool, id); st != "rejected" || code != "event_id_too_long" || jobs != 0 ||
+			!strings.Contains(reason, fmt.Sprint(outbox.MaxEventIDBytes)) {
+			t.Errorf("event_id of %d bytes: %s %s %q, %d jobs; want rejected event_id_too_long naming the limit, no job", len(id), st, code, reason, jobs)
+		}
+	}
+	for _, id := range []string{"after-long", "after-all", strings.Repeat("é", outbox.MaxEventIDBytes/2)} {
+		if st, _, reason, jobs := notificationOf(t, pool, id); st != "queued" || jobs != 1 {
+			t.Errorf("%.20q: %s (%s), %d send jobs; want queued with one job", id, st, reason, jobs)
+		}
+	}
+	// Every change was announced, each within the limit.
+	for range 5 {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		note, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("announcement: %v", err)
+		}
+		if len(note.Payload) > ledger.MaxAnnouncementBytes || !json.Valid([]byte(note.Payload)) {
+			t.Errorf("announcement of %d bytes (valid JSON: %v)", len(note.Payload), json.Valid([]byte(note.Payload)))
+		}
+	}
+}
+
+// A row that makes its batch fail for a reason nobody foresaw is found row
+// by row and rejected with the database's reason; a row that cannot even be
+// rejected stays unrelayed and is reported, and the others go on.
+func TestPoisonedRowIsIsolated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := dbtest.New(t)
+	r := newRelay(t, pool, schema, 500)
+	// Stand-ins for the unforeseen: a trigger refusing a queued notification
+	// for one event, and any notification at all for another.
+	_, err := pool.Exec(ctx, `CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.event_id = 'poison-queued' AND NEW.status = 'queued' THEN RAISE EXCEPTION 'refused queued row'; END IF;
+			IF NEW.event_id = 'poison-any' THEN RAISE EXCEPTION 'refused any row'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER poison BEFORE INSERT ON notification FOR EACH ROW EXECUTE FUNCTION poison()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insertRows(t, pool, 1, 3)
+	insertRow(t, pool, "poison-queued", "A")
+	insertRow(t, pool, "poison-any", "B")
+	insertRows(t, pool, 4, 3)
+
+	n, err := r.Drain(ctx)
+	if !errors.Is(err, outbox.ErrRowStuck) || n != 8 {
+		t.Fatalf("Drain = %d, %v; want 8 rows looked at and ErrRowStuck for one", n, err)
+	}
+	for i := 1; i <= 6; i++ {
+		if st, _, _, jobs := notificationOf(t, pool, fmt.Sprintf("order-%d-cancelled", i)); st != "queued" || jobs != 1 {
+			t.Errorf("order-%d: %s with %d jobs; want queued with one", i, st, jobs)
+		}
+	}
+	if st, code, reason, _ := notificationOf(t, pool, "poison-queued"); st != "rejected" || code != "relay_failed" || !strings.Contains(reason, "refused queued row") {
+		t.Errorf("poison-queued: %s %s %q; want rejected relay_failed with the database's reason", st, code, reason)
+	}
+	var unrelayed []string
+	rows, _ := pool.Query(ctx, "SELECT event_id FROM outbox WHERE relayed_at IS NULL")
+	unrelayed, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(unrelayed) != 1 || unrelayed[0] != "poison-any" {
+		t.Errorf("unrelayed rows %v (%v); want only poison-any", unrelayed, err)
+	}
+	// It is not silently dropped: every later drain reports it.
+	if _, err := r.Drain(ctx); !errors.Is(err, outbox.ErrRowStuck) {
+		t.Errorf("second Drain: %v; want ErrRowStuck again", err)
 	}
 }

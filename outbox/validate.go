@@ -30,6 +30,17 @@ const DefaultBody = `Hello, {{1}}! Order #{{2}} for "{{3}}" has been cancelled. 
 // exceeds it; Validate also checks len).
 const MaxPayloadBytes = 64 << 10
 
+// UnreadablePayloadKey is the only key of the payload that the SQL function
+// outbox_payload stores for JSON text Postgres cannot read as jsonb; its
+// value is Postgres's error.
+const UnreadablePayloadKey = "cancelnotify_unreadable_payload"
+
+// MaxEventIDBytes is the longest event_id the relay accepts; a longer one is
+// rejected (code event_id_too_long) without being sent. Postgres itself
+// refuses an event_id over about 2,700 bytes at INSERT (the unique index's
+// row limit); README.md, "How the OMS inserts a row".
+const MaxEventIDBytes = 200
+
 // Limits of the validation rules. Unexported and prefixed with "val" because
 // relay.go shares the package.
 const (
@@ -68,7 +79,11 @@ var valLanguageRE = regexp.MustCompile(`^[a-z]{2,3}(_[A-Z]{2})?$`)
 // The zero value is usable: language "en" and DefaultBody.
 type Validator struct {
 	Language string // default template language (ONEMSG_LANGUAGE), e.g. "en"
-	Body     string // template body with {{1}}..{{4}}; "" means DefaultBody
+	// PhoneRegion (CANCELNOTIFY_PHONE_REGION) is the ISO 3166 country whose
+	// national notation reads a phone written without a country code;
+	// "" (the default) accepts only numbers written with + or 00.
+	PhoneRegion string
+	Body        string // template body with {{1}}..{{4}}; "" means DefaultBody
 	// Channels are the channels besides the default one (whose rules are
 	// Language and Body above) that a payload's "channel" key may name,
 	// each with its own language and body; nil: the default channel only.
@@ -153,6 +168,10 @@ func (v Validator) Render(params []string) string {
 func (v Validator) Validate(eventType string, payload []byte) Decision {
 	d := Decision{Language: v.language(), Channel: ledger.DefaultChannel}
 
+	if eventType == "" {
+		return d.reject("unknown_event_type", fmt.Sprintf(
+			"event_type is empty or NULL: insert the row with event_type %q, or leave the column out to get that default", EventTypeOrderCancelled))
+	}
 	if eventType != EventTypeOrderCancelled {
 		return d.reject("unknown_event_type", fmt.Sprintf(
 			"event_type %s is not supported: this version of cancelnotify only handles %q; insert the row with event_type %q",
@@ -164,6 +183,11 @@ func (v Validator) Validate(eventType string, payload []byte) Decision {
 	obj, reason := valDecodeObject(payload)
 	if obj == nil {
 		return d.reject("invalid_json", reason)
+	}
+	if raw, ok := obj[UnreadablePayloadKey]; ok && len(obj) == 1 {
+		return d.reject("invalid_json", fmt.Sprintf(
+			"payload could not be stored as jsonb (%s): write valid JSON without lone UTF-16 surrogates (README.md, \"How the OMS inserts a row\")",
+			valClip(valString(raw), 2*valMaxReasonValue)))
 	}
 	// The channel decides the rules (language, body) of everything below.
 	if raw, ok := obj["channel"]; ok {
@@ -227,11 +251,11 @@ func (v Validator) validate(obj map[string]json.RawMessage) Decision {
 	if raw, ok := obj["customer_name"]; ok && valKind(raw) == "string" {
 		d.CustomerName = valClip(valNormalizeText(valString(raw)), valMaxIdentRunes)
 	}
-	var phoneRaw string
+	var phoneRaw, phoneCode, phoneReason string
 	phoneIsString := false
 	if raw, ok := obj["phone"]; ok && valKind(raw) == "string" {
 		phoneRaw, phoneIsString = valString(raw), true
-		d.Phone, _ = valNormalizePhone(phoneRaw)
+		d.Phone, phoneCode, phoneReason = ReadPhone(phoneRaw, v.PhoneRegion)
 	}
 	langRaw, hasLang := obj["language"]
 	lang, langGiven := "", false
@@ -306,10 +330,8 @@ func (v Validator) validate(obj map[string]json.RawMessage) Decision {
 		return d.reject("not_a_string", strings.Join(wrong, "; "))
 	}
 
-	if d.Phone == "" {
-		return d.reject("invalid_phone", fmt.Sprintf(
-			"payload.phone %s is not a valid international phone number: write it with the country code, e.g. %s",
-			valQuote(phoneRaw), valPhoneExample))
+	if phoneCode != "" {
+		return d.reject(phoneCode, phoneReason)
 	}
 	if langGiven && !valLanguageRE.MatchString(lang) {
 		return d.reject("invalid_language", fmt.Sprintf(
@@ -530,13 +552,33 @@ func valNumberText(lit string) string {
 	return sign + whole
 }
 
-// valNormalizePhone turns a phone in any common international notation into
-// E.164 digits without "+": everything but digits is dropped, a "+" before
-// the first digit or a leading "00" marks the international prefix, and a
-// number without either is read as if it had "+". The result must be a valid
-// number for libphonenumber.
-func valNormalizePhone(s string) (string, bool) {
-	plus, started := false, false
+// PhoneRegionSetting names the setting ReadPhone's reasons point to.
+const PhoneRegionSetting = "CANCELNOTIFY_PHONE_REGION"
+
+// CheckPhoneRegion reports whether region can be a PhoneRegion: "" or an
+// ISO 3166 alpha-2 code libphonenumber knows, in capitals (RU, US, DE).
+func CheckPhoneRegion(region string) error {
+	if region == "" || phonenumbers.GetSupportedRegions()[region] {
+		return nil
+	}
+	return fmt.Errorf("%q is not an ISO 3166 country code with a phone numbering plan: write two capital letters, e.g. RU, US or DE", region)
+}
+
+// ReadPhone decides whom a payload's phone reaches: E.164 digits without
+// "+", or "" with a rejection code and reason. It is the one place that
+// decides, so that a number is never sent to a stranger abroad:
+//
+//   - written with "+" or "00": the international reading, whatever the
+//     region ("+44 (0)20 …" included);
+//   - with national marks (parentheses, or the region's trunk prefix such
+//     as Russia's 8 or Germany's 0): read in region only;
+//   - bare digits: read both ways; sent only when the readings agree or
+//     only one of them is a valid number.
+//
+// Without a region, only the first kind is accepted: the reason names
+// CANCELNOTIFY_PHONE_REGION.
+func ReadPhone(s, region string) (phone, code, reason string) {
+	plus, started, parens := false, false, false
 	digits := make([]byte, 0, 20)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -545,23 +587,87 @@ func valNormalizePhone(s string) (string, bool) {
 			digits = append(digits, c)
 			started = true
 			if len(digits) > valMaxPhoneDigits+2 {
-				return "", false
+				return "", "invalid_phone", valPhoneInvalid(s, "")
 			}
 		case c == '+' && !started:
 			plus = true
+		case c == '(' || c == ')':
+			parens = true
 		}
 	}
+	intl := plus
 	if !plus && len(digits) >= 2 && digits[0] == '0' && digits[1] == '0' {
-		digits = digits[2:]
+		digits, intl = digits[2:], true
 	}
 	if len(digits) < 2 || len(digits) > valMaxPhoneDigits {
+		return "", "invalid_phone", valPhoneInvalid(s, "")
+	}
+	if intl {
+		if e, ok := valParsePhone("+"+string(digits), ""); ok {
+			return e, "", ""
+		}
+		return "", "invalid_phone", valPhoneInvalid(s, "")
+	}
+	if region == "" {
+		return "", "ambiguous_phone", fmt.Sprintf(
+			"payload.phone %s has no country code, so whose number it is depends on the country it is read in: write it with + and the country code, e.g. %s, or set %s to the country whose national notation the OMS writes (e.g. RU)",
+			valQuote(s), valPhoneExample, PhoneRegionSetting)
+	}
+	regional, regionalOK := valParsePhone(string(digits), region)
+	ndd := phonenumbers.GetNddPrefixForRegion(region, true)
+	if parens || (ndd != "" && strings.HasPrefix(string(digits), ndd)) {
+		if regionalOK {
+			return regional, "", ""
+		}
+		return "", "invalid_phone", valPhoneInvalid(s, region)
+	}
+	international, intlOK := valParsePhone("+"+string(digits), "")
+	switch {
+	case regionalOK && intlOK && regional != international:
+		return "", "ambiguous_phone", fmt.Sprintf(
+			"payload.phone %s reads as +%s (%s) with a country code and as +%s (%s) in %s=%s; nothing was sent so that it reaches no stranger: write it with + and the country code",
+			valQuote(s), international, valCountry(international), regional, valCountry(regional), PhoneRegionSetting, region)
+	case regionalOK:
+		return regional, "", ""
+	case intlOK:
+		return international, "", ""
+	}
+	return "", "invalid_phone", valPhoneInvalid(s, region)
+}
+
+func valPhoneInvalid(s, region string) string {
+	if region == "" {
+		return fmt.Sprintf("payload.phone %s is not a valid international phone number: write it with the country code, e.g. %s",
+			valQuote(s), valPhoneExample)
+	}
+	return fmt.Sprintf("payload.phone %s is not a valid phone number, neither with a country code nor in %s=%s: write it with the country code, e.g. %s",
+		valQuote(s), PhoneRegionSetting, region, valPhoneExample)
+}
+
+// valCountry is the ISO 3166 code of an E.164 number's country ("" if none).
+func valCountry(e164 string) string {
+	num, err := phonenumbers.Parse("+"+e164, "")
+	if err != nil {
+		return ""
+	}
+	return phonenumbers.GetRegionCodeForNumber(num)
+}
+
+// valParsePhone reads s in region ("" for a number with "+") and returns
+// its E.164 digits without "+" when libphonenumber finds it valid. A panic
+// inside the third-party parser rejects the number instead of crashing
+// the relay.
+func valParsePhone(s, region string) (e164 string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			e164, ok = "", false
+		}
+	}()
+	num, err := phonenumbers.Parse(s, region)
+	if err != nil || !phonenumbers.IsValidNumber(num) {
 		return "", false
 	}
-	e164, ok := valParsePhone("+" + string(digits))
-	if !ok {
-		return "", false
-	}
-	out := strings.TrimPrefix(e164, "+")
+	out := strings.TrimPrefix(phonenumbers.Format(num, phonenumbers.E164), "+")
 	for i := 0; i < len(out); i++ {
 		if out[i] < '0' || out[i] > '9' {
 			return "", false
@@ -570,31 +676,29 @@ func valNormalizePhone(s string) (string, bool) {
 	return out, out != ""
 }
 
-// valParsePhone wraps the third-party parser so that a panic inside it
-// rejects the number instead of crashing the relay.
-func valParsePhone(s string) (e164 string, ok bool) {
-	defer func() {
-		if recover() != nil {
-			e164, ok = "", false
-		}
-	}()
-	num, err := phonenumbers.Parse(s, "")
-	if err != nil || !phonenumbers.IsValidNumber(num) {
-		return "", false
-	}
-	return phonenumbers.Format(num, phonenumbers.E164), true
-}
-
 // valNormalizeText applies Meta's parameter text rules without rejecting:
 // line breaks, tabs and every other Unicode space or control character become
-// a space, runs of spaces collapse to one, and the ends are trimmed.
+// a space, runs of spaces collapse to one, and the ends are trimmed. Bidi
+// controls (an RTL override turns "gnp.exe" into "exe.png") and zero-width
+// characters are dropped, except a zero-width joiner between two emoji,
+// which is part of one emoji (👩‍💻).
 func valNormalizeText(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false
-	for _, r := range s {
+	var prev rune
+	for i, r := range s {
+		if valInvisible(r) {
+			if r == '\u200d' && valEmojiBefore(prev) {
+				if next, size := utf8.DecodeRuneInString(s[i+len("\u200d"):]); size > 0 && next != utf8.RuneError && valEmoji(next) {
+					b.WriteRune(r)
+				}
+			}
+			continue
+		}
 		if unicode.IsSpace(r) || unicode.IsControl(r) {
 			space = true
+			prev = ' '
 			continue
 		}
 		if space && b.Len() > 0 {
@@ -602,8 +706,28 @@ func valNormalizeText(s string) string {
 		}
 		space = false
 		b.WriteRune(r)
+		prev = r
 	}
 	return b.String()
+}
+
+// valInvisible reports the characters valNormalizeText drops: bidi
+// controls and zero-width characters.
+func valInvisible(r rune) bool {
+	switch r {
+	case '\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u180e', '\u2061', '\u2062', '\u2063', '\u2064':
+		return true
+	}
+	return unicode.Is(unicode.Bidi_Control, r)
+}
+
+// valEmoji approximates "starts an emoji": a symbol (So) such as 💻 or ❤.
+func valEmoji(r rune) bool { return unicode.Is(unicode.So, r) }
+
+// valEmojiBefore: what may end an emoji before a joiner: the symbol itself,
+// a skin-tone modifier or the emoji variation selector.
+func valEmojiBefore(r rune) bool {
+	return valEmoji(r) || (r >= 0x1f3fb && r <= 0x1f3ff) || r == '\ufe0f'
 }
 
 // valShorten cuts s to at most n runes (n >= 2), ending with "…". A space

@@ -66,7 +66,7 @@ func TestValidate(t *testing.T) {
 	)
 	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
 	deep := func(levels int) string {
-		return `{"phone":"79001234567","customer_name":"Alexey","order_number":10482,"product_name":"Wireless headphones","next_step":"Refund in 3 days","extra":` +
+		return `{"phone":"+79001234567","customer_name":"Alexey","order_number":10482,"product_name":"Wireless headphones","next_step":"Refund in 3 days","extra":` +
 			strings.Repeat("[", levels) + strings.Repeat("]", levels) + `}`
 	}
 
@@ -124,7 +124,9 @@ func TestValidate(t *testing.T) {
 			status: queued, phone: "79001234567", params: []string{"Alexey", "10482", "Wireless headphones", "Refund in 3 days"}},
 
 		// Phone notations.
-		{name: "phone digits only", payload: vPayload(map[string]any{"phone": "79001234567"}),
+		{name: "phone digits only, no region", payload: vPayload(map[string]any{"phone": "79001234567"}),
+			status: rejected, code: "ambiguous_phone", reason: []string{"CANCELNOTIFY_PHONE_REGION"}},
+		{name: "phone digits only, region RU", v: Validator{PhoneRegion: "RU"}, payload: vPayload(map[string]any{"phone": "79001234567"}),
 			status: queued, phone: "79001234567", params: seedParams()},
 		{name: "phone with + and brackets", payload: vPayload(map[string]any{"phone": "+7 (900) 123-45-67"}),
 			status: queued, phone: "79001234567", params: seedParams()},
@@ -138,11 +140,11 @@ func TestValidate(t *testing.T) {
 			status: queued, phone: "390612345678", params: seedParams()},
 		{name: "phone US dotted", payload: vPayload(map[string]any{"phone": "+1.202.555.0123"}),
 			status: queued, phone: "12025550123", params: seedParams()},
-		{name: "phone too short", payload: vPayload(map[string]any{"phone": "12345"}),
+		{name: "phone too short", payload: vPayload(map[string]any{"phone": "+12345"}),
 			status: rejected, code: "invalid_phone",
-			reason: []string{`payload.phone "12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"`}},
+			reason: []string{`payload.phone "+12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"`}},
 		{name: "phone national trunk 8", payload: vPayload(map[string]any{"phone": "8 900 123-45-67"}),
-			status: rejected, code: "invalid_phone", reason: []string{`payload.phone "8 900 123-45-67"`}},
+			status: rejected, code: "ambiguous_phone", reason: []string{`payload.phone "8 900 123-45-67"`, "CANCELNOTIFY_PHONE_REGION"}},
 		{name: "phone empty", payload: vPayload(map[string]any{"phone": ""}),
 			status: rejected, code: "invalid_phone", reason: []string{`payload.phone ""`}},
 		{name: "phone letters", payload: vPayload(map[string]any{"phone": "call me"}),
@@ -174,7 +176,7 @@ func TestValidate(t *testing.T) {
 		// 100k levels take 200 KB, so the size check rejects them before any
 		// decoding; 30k levels fit in 64 KiB and exceed encoding/json's depth.
 		{name: "100k levels of nesting in an extra key", payload: deep(100000), status: rejected, code: "payload_too_large",
-			reason: []string{"payload is 200146 bytes"}},
+			reason: []string{"payload is 200147 bytes"}},
 		{name: "30k levels of nesting in an extra key", payload: deep(30000), status: rejected, code: "invalid_json",
 			reason: []string{"nested more than 10000 levels"}},
 		{name: "10 MB string", payload: vPayload(map[string]any{"notes": strings.Repeat("a", 10<<20)}),
@@ -479,18 +481,18 @@ func ExampleValidator_Validate() {
 	fmt.Printf("%q\n", d.Params)
 	fmt.Println(v.Render(d.Params))
 
-	d = v.Validate("order.cancelled", []byte(`{"phone": "12345", "customer_name": "Alexey", "order_number": "10482", "product_name": "Wireless headphones", "next_step": "Refund in 3 days"}`))
+	d = v.Validate("order.cancelled", []byte(`{"phone": "+12345", "customer_name": "Alexey", "order_number": "10482", "product_name": "Wireless headphones", "next_step": "Refund in 3 days"}`))
 	fmt.Println(d.Status, d.Code)
 	fmt.Println(d.Reason)
 
-	d = v.Validate("order.cancelled", []byte(`{"phone": "79001234567", "whatsapp_opt_in": false}`))
+	d = v.Validate("order.cancelled", []byte(`{"phone": "+79001234567", "whatsapp_opt_in": false}`))
 	fmt.Println(d.Status, d.Code, d.Phone)
 	// Output:
 	// queued 79001234567 en
 	// ["Alexey" "10482" "Wireless headphones" "Payment will be refunded within 3–5 business days"]
 	// Hello, Alexey! Order #10482 for "Wireless headphones" has been cancelled. Payment will be refunded within 3–5 business days.
 	// rejected invalid_phone
-	// payload.phone "12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"
+	// payload.phone "+12345" is not a valid international phone number: write it with the country code, e.g. "+7 900 123-45-67"
 	// skipped opted_out 79001234567
 }
 

@@ -74,7 +74,7 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		}
 	} else {
 		for _, f := range r.Findings {
-			fmt.Fprintf(e.stdout, "%-4s  %-9s %s\n", strings.ToUpper(string(f.Level)), f.Name, f.Detail)
+			fmt.Fprintf(e.stdout, "%-4s  %-9s %s\n", strings.ToUpper(string(f.Level)), f.Name, printable(f.Detail))
 		}
 	}
 	if r.Failed() {

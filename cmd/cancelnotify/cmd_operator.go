@@ -165,11 +165,11 @@ func report(e *env, verb, done string, outs []redrive.Outcome) error {
 	for _, o := range outs {
 		if o.Err != nil {
 			failed = append(failed, o.EventID)
-			fmt.Fprintf(e.stdout, "  %s: not changed: %v\n", o.EventID, o.Err)
+			fmt.Fprintf(e.stdout, "  %s: not changed: %s\n", printable(o.EventID), printable(o.Err.Error()))
 			continue
 		}
 		ok++
-		fmt.Fprintf(e.stdout, "  %s: %s → %s\n", o.EventID, o.From, o.To)
+		fmt.Fprintf(e.stdout, "  %s: %s → %s\n", printable(o.EventID), o.From, o.To)
 	}
 	fmt.Fprintf(e.stdout, "%s: %d %s, %d not changed\n", verb, ok, done, len(failed))
 	if len(failed) > 0 {

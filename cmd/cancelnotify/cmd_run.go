@@ -155,6 +155,7 @@ type daemonOptions struct {
 	adminAddr, adminUser, adminPassword                       *option
 	retention, riverCompleted, riverCancelled, riverDiscarded *option
 	callbackURL, callbackSecret                               *option
+	phoneRegion, pprof                                        *option
 }
 
 func addDaemonOptions(s *settings) daemonOptions {
@@ -174,13 +175,15 @@ func addDaemonOptions(s *settings) daemonOptions {
 		riverCompleted: s.add("CANCELNOTIFY_RIVER_COMPLETED_RETENTION", "river-completed-retention", durationText(jobs.DefaultCompletedJobRetention), "River keeps completed jobs this long"),
 		riverCancelled: s.add("CANCELNOTIFY_RIVER_CANCELLED_RETENTION", "river-cancelled-retention", durationText(jobs.DefaultCancelledJobRetention), "River keeps cancelled jobs (refused sends, in_doubt) this long"),
 		riverDiscarded: s.add("CANCELNOTIFY_RIVER_DISCARDED_RETENTION", "river-discarded-retention", durationText(jobs.DefaultDiscardedJobRetention), "River keeps discarded jobs (attempts exhausted) this long"),
-		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", daemon.DefaultAdminAddr, "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ (\"\" = off); never expose it publicly"),
-		adminUser:      s.add("CANCELNOTIFY_ADMIN_USER", "admin-user", "", "basic-auth user for /metrics, /riverui/ and /debug/pprof/"),
+		adminAddr:      s.add("CANCELNOTIFY_ADMIN_ADDR", "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics, /riverui/, /debug/pprof/ with --pprof on (\"\" = off); a non-loopback address needs --admin-user"),
+		adminUser:      s.add("CANCELNOTIFY_ADMIN_USER", "admin-user", "", "basic-auth user for all admin endpoints but /healthz and /readyz (required when the admin address is not loopback)"),
 		adminPassword:  s.secret("CANCELNOTIFY_ADMIN_PASSWORD", "admin-password", "basic-auth password (secret)"),
 		webhookAddr:    s.add("CANCELNOTIFY_WEBHOOK_ADDR", "webhook-addr", daemon.DefaultWebhookAddr, "public listener for 1MSG's status pushes (POST /webhooks/1msg/{secret} only)"),
 		webhookSecret:  s.secret("CANCELNOTIFY_WEBHOOK_SECRET", "webhook-secret", "the webhook path's secret (16+ characters of A-Z a-z 0-9 _ -); unset = no webhook, polling only"),
 		callbackURL:    s.add("CANCELNOTIFY_CALLBACK_URL", "callback-url", "", "CRM endpoint that receives each final status and in_doubt as a signed POST"),
 		callbackSecret: s.secret("CANCELNOTIFY_CALLBACK_SECRET", "callback-secret", "Standard Webhooks signing secret of the callbacks (whsec_<base64>)"),
+		phoneRegion:    s.add("CANCELNOTIFY_PHONE_REGION", "phone-region", "", "ISO 3166 country (e.g. RU, US) whose national notation reads phones written without a country code; \"\" = only numbers with + or 00 are sent"),
+		pprof:          s.add("CANCELNOTIFY_PPROF", "pprof", "off", "on = serve Go profiles under /debug/pprof/ on the admin listener"),
 	}
 }
 
@@ -221,6 +224,9 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 	c.AdminPassword, _ = s.secretValue(o.adminPassword, "admin-password")
 	if (c.AdminUser == "") != (c.AdminPassword == "") {
 		s.fail("%s and %s go together: set both to protect /metrics and /riverui/, or neither", o.adminUser.name(), o.adminPassword.name())
+	} else if c.AdminAddr != "" && c.AdminUser == "" && !daemon.LoopbackAddr(c.AdminAddr) {
+		s.fail("%s = %s is not a loopback address, so River UI and the metrics would be open to the network: set %s and %s, or listen on 127.0.0.1",
+			o.adminAddr.name(), o.adminAddr.shown(), o.adminUser.name(), o.adminPassword.name())
 	}
 	c.Rate = s.float(o.rate, 0, 100000)
 	c.PairInterval = s.duration(o.pairInterval)
@@ -234,6 +240,17 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 		} else if _, err := jobs.NewSigner(c.CallbackSecret); err != nil {
 			s.fail("%v", err)
 		}
+	}
+	c.PhoneRegion = strings.ToUpper(strings.TrimSpace(o.phoneRegion.raw))
+	if err := outbox.CheckPhoneRegion(c.PhoneRegion); err != nil {
+		s.fail("%s: %v", o.phoneRegion.name(), err)
+	}
+	switch strings.TrimSpace(o.pprof.raw) {
+	case "on":
+		c.Pprof = true
+	case "off", "":
+	default:
+		s.fail("%s = %s: write on or off", o.pprof.name(), o.pprof.shown())
 	}
 	if c.TrackFor > 0 && c.TrackFor < time.Minute {
 		s.fail("%s = %s is too short: WhatsApp statuses can take minutes; use at least 1m", o.trackFor.name(), o.trackFor.shown())

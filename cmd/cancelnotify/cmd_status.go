@@ -211,7 +211,7 @@ func (l list) print(w io.Writer) {
 		if r.ErrorCode != "" {
 			errText = r.ErrorCode + ": " + errText
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.EventID, r.OrderNumber, r.Status, ts(&r.UpdatedAt), dash(r.Wamid), textcut.Truncate(errText, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(r.EventID), printable(r.OrderNumber), r.Status, ts(&r.UpdatedAt), printable(dash(r.Wamid)), printable(textcut.Truncate(errText, 100)))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d notifications\n", len(l))
@@ -309,7 +309,7 @@ func readEvent(ctx context.Context, pool *pgxpool.Pool, schema, eventID string) 
 }
 
 func (v *eventView) print(w io.Writer) {
-	fmt.Fprintf(w, "event      %s (%s, outbox row %d, committed %s)\n", v.EventID, v.EventType, v.OutboxID, ts(&v.CommittedAt))
+	fmt.Fprintf(w, "event      %s (%s, outbox row %d, committed %s)\n", printable(v.EventID), printable(v.EventType), v.OutboxID, ts(&v.CommittedAt))
 	n := v.Notification
 	if n == nil {
 		fmt.Fprintln(w, "status     not relayed yet: the relay has not picked the row up (is `cancelnotify run` running?)")
@@ -317,25 +317,25 @@ func (v *eventView) print(w io.Writer) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	fmt.Fprintf(tw, "status\t%s\n", n.Status)
-	fmt.Fprintf(tw, "wamid\t%s\n", dash(n.Wamid))
-	fmt.Fprintf(tw, "order\t%s (%s)\n", dash(n.OrderNumber()), dash(n.CustomerName()))
-	fmt.Fprintf(tw, "to\t%s via channel %s\n", dash(ledger.MaskPhone(n.Phone)), n.Channel)
+	fmt.Fprintf(tw, "wamid\t%s\n", printable(dash(n.Wamid)))
+	fmt.Fprintf(tw, "order\t%s (%s)\n", printable(dash(n.OrderNumber())), printable(dash(n.CustomerName())))
+	fmt.Fprintf(tw, "to\t%s via channel %s\n", dash(ledger.MaskPhone(n.Phone)), printable(n.Channel))
 	if v.LanguageFallbackFrom != "" {
-		fmt.Fprintf(tw, "template\t%s (%s: fallback, the template lacks the payload's %s)\n", n.Template, n.Language, v.LanguageFallbackFrom)
+		fmt.Fprintf(tw, "template\t%s (%s: fallback, the template lacks the payload's %s)\n", printable(n.Template), printable(n.Language), printable(v.LanguageFallbackFrom))
 	} else {
-		fmt.Fprintf(tw, "template\t%s (%s)\n", n.Template, n.Language)
+		fmt.Fprintf(tw, "template\t%s (%s)\n", printable(n.Template), printable(n.Language))
 	}
 	if v.Channel != nil {
-		fmt.Fprintf(tw, "held\tchannel %s %s\n", v.Channel.Channel, v.Channel.Describe())
+		fmt.Fprintf(tw, "held\tchannel %s %s\n", printable(v.Channel.Channel), printable(v.Channel.Describe()))
 	}
 	if len(n.Params) > 0 {
-		fmt.Fprintf(tw, "params\t%s\n", strings.Join(quoteAll(n.Params), " · "))
+		fmt.Fprintf(tw, "params\t%s\n", printable(strings.Join(quoteAll(n.Params), " · ")))
 	}
 	if len(n.Shortened) > 0 {
-		fmt.Fprintf(tw, "shortened\t%s\n", strings.Join(n.Shortened, ", "))
+		fmt.Fprintf(tw, "shortened\t%s\n", printable(strings.Join(n.Shortened, ", ")))
 	}
 	if n.Error != "" {
-		fmt.Fprintf(tw, "error\t%s: %s\n", dash(n.ErrorCode), n.Error)
+		fmt.Fprintf(tw, "error\t%s: %s\n", printable(dash(n.ErrorCode)), printable(n.Error))
 	}
 	fmt.Fprintf(tw, "attempts\t%d\n", n.Attempts)
 	fmt.Fprintf(tw, "pricing\t%s\n", pricingText(n.Pricing))
@@ -349,14 +349,14 @@ func (v *eventView) print(w io.Writer) {
 		if !ev.Applied {
 			mark = "(not applied)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", ts(&ev.RecordedAt), ev.Source, ev.Status, mark, textcut.Truncate(detailLine(ev.Detail), 160))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", ts(&ev.RecordedAt), ev.Source, printable(ev.Status), mark, printable(textcut.Truncate(detailLine(ev.Detail), 160)))
 	}
 	tw.Flush()
 
 	fmt.Fprintln(w, "\nRiver jobs")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, j := range v.Jobs {
-		fmt.Fprintf(tw, "  #%d\t%s\t%s\tattempt %d/%d\tscheduled %s\t%s\n", j.ID, j.Kind, j.State, j.Attempt, j.MaxAttempts, ts(&j.ScheduledAt), j.LastError)
+		fmt.Fprintf(tw, "  #%d\t%s\t%s\tattempt %d/%d\tscheduled %s\t%s\n", j.ID, j.Kind, j.State, j.Attempt, j.MaxAttempts, ts(&j.ScheduledAt), printable(j.LastError))
 	}
 	tw.Flush()
 	if len(v.Jobs) == 0 {

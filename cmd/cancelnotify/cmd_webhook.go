@@ -82,7 +82,7 @@ func webhookOne(ctx context.Context, e *env, sub string, cfg onemsg.Config, targ
 		}
 		fmt.Fprintf(e.stdout, "1MSG pushes to %d URL(s); ackNotificationsOn=%v rawHooks=%v\n", len(current), st.AckNotificationsOn, st.RawHooks)
 		for _, u := range current {
-			fmt.Fprintf(e.stdout, "  %s\n", webhook.Redact(u))
+			fmt.Fprintf(e.stdout, "  %s\n", printable(webhook.Redact(u)))
 		}
 		return nil
 	}
@@ -97,7 +97,7 @@ func webhookOne(ctx context.Context, e *env, sub string, cfg onemsg.Config, targ
 		if u == target {
 			mark = "  ← cancelnotify"
 		}
-		fmt.Fprintf(e.stdout, "  %s%s\n", webhook.Redact(u), mark)
+		fmt.Fprintf(e.stdout, "  %s%s\n", printable(webhook.Redact(u)), mark)
 	}
 	if !st.AckNotificationsOn {
 		return fmt.Errorf("1MSG reports ackNotificationsOn=false: statuses will not be pushed; check the channel in the 1MSG dashboard")

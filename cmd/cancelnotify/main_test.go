@@ -174,3 +174,26 @@ func TestSendTTL(t *testing.T) {
 		}
 	}
 }
+
+// The settings of the hostile-input rules are checked at start, listed at once.
+func TestConfigRejectsUnsafeAdminAndBadRegion(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := run(t, map[string]string{
+		"CANCELNOTIFY_PHONE_REGION": "XX",
+		"CANCELNOTIFY_PPROF":        "yes",
+		"CANCELNOTIFY_ADMIN_ADDR":   "0.0.0.0:9090",
+	}, "run")
+	if code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	for _, want := range []string{
+		`CANCELNOTIFY_PHONE_REGION (--phone-region): "XX" is not an ISO 3166 country code`,
+		`CANCELNOTIFY_PPROF (--pprof) = "yes": write on or off`,
+		`CANCELNOTIFY_ADMIN_ADDR (--admin-addr) = "0.0.0.0:9090" is not a loopback address`,
+		"ONEMSG_CHANNEL_ID (--onemsg-channel-id) is not set", // and the rest, at once
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}

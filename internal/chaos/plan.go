@@ -92,7 +92,7 @@ var (
 		"Please return the parcel with the prepaid label we e-mailed you",
 	}
 	// Every notation of one German mobile number the validator accepts.
-	phoneFormats = []string{"+49 151 %08d", "+49151%08d", "49151%08d", "+49 (151) %08d"}
+	phoneFormats = []string{"+49 151 %08d", "+49151%08d", "0049151%08d", "+49 (151) %08d"} // bare digits need CANCELNOTIFY_PHONE_REGION
 )
 
 // validPayload is an order.cancelled payload the daemon must send. Each row

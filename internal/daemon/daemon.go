@@ -56,6 +56,10 @@ type Config struct {
 	// between scrapes; default 10s.
 	MetricsCacheFor time.Duration
 	Body            string // template body, for the 1024-character rule; default: the one preflight reads, else outbox.DefaultBody
+	// PhoneRegion reads phones written without a country code
+	// (outbox.Validator.PhoneRegion); "" (default) sends only numbers
+	// written with + or 00.
+	PhoneRegion string
 
 	// RelayBatchSize and RelayPollInterval default to
 	// outbox.DefaultBatchSize and outbox.DefaultPollInterval.
@@ -117,6 +121,10 @@ type Config struct {
 	AdminAddr     string
 	AdminUser     string
 	AdminPassword string
+	// Pprof serves Go's profiles under /debug/pprof/ on the admin listener
+	// (default off). The command line is never served: secrets may be
+	// flags.
+	Pprof bool
 
 	// Preflight checks the channel, template and webhook registration at
 	// start (as `cancelnotify check` does): findings are logged, and a
@@ -170,6 +178,11 @@ type Channel struct {
 	Rate         float64
 	PairInterval time.Duration
 }
+
+// ErrAdminExposed refuses an admin listener reachable from other machines
+// without basic auth.
+var ErrAdminExposed = errors.New("CANCELNOTIFY_ADMIN_ADDR is not a loopback address, so River UI and the metrics would be open to the network: " +
+	"set CANCELNOTIFY_ADMIN_USER and CANCELNOTIFY_ADMIN_PASSWORD, or listen on 127.0.0.1")
 
 // Notifier is systemd's notify protocol as the daemon uses it.
 type Notifier interface {
@@ -340,6 +353,11 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		d.webhook = webhook.New(webhook.Config{Pool: pool, Ledger: d.ledger, Secret: cfg.WebhookSecret,
 			Channels: ids, Logger: cfg.Logger, Observer: m})
 	}
+	if cfg.AdminAddr != "" && cfg.AdminUser == "" && !LoopbackAddr(cfg.AdminAddr) {
+		d.closeListeners()
+		pool.Close()
+		return nil, fmt.Errorf("%w: %s", ErrAdminExposed, cfg.AdminAddr)
+	}
 	if cfg.AdminAddr != "" {
 		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
@@ -352,13 +370,19 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	var more []outbox.OneMsgChannel
 	for _, c := range d.chans[1:] {
 		more = append(more, outbox.OneMsgChannel{Name: c.Name, Template: c.Template,
-			Rules: outbox.Validator{Language: c.Language, Body: c.Body}, PairInterval: c.PairInterval})
+			Rules: outbox.Validator{Language: c.Language, Body: c.Body, PhoneRegion: cfg.PhoneRegion}, PairInterval: c.PairInterval})
 	}
 	d.relay = outbox.NewRelay(outbox.RelayConfig{
 		Pool: pool, Schema: cfg.Schema, Jobs: d.river, Ledger: d.ledger,
-		Validator: outbox.Validator{Language: def.Language, Body: def.Body}, Template: def.Template, Channels: more,
+		Validator: outbox.Validator{Language: def.Language, Body: def.Body, PhoneRegion: cfg.PhoneRegion}, Template: def.Template, Channels: more,
 		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: def.PairInterval, Logger: cfg.Logger,
 		TracerProvider: cfg.TracerProvider,
+	})
+	m.WatchRelay(func() float64 {
+		if h := d.relay.Health(); !h.FailingSince.IsZero() {
+			return time.Since(h.FailingSince).Seconds()
+		}
+		return 0
 	})
 	return d, nil
 }

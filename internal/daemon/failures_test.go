@@ -33,7 +33,8 @@ func TestValidationAtTheRelay(t *testing.T) {
 		status   ledger.Status
 		reason   string
 	}{
-		{"bad-phone", "invalid_phone", with("phone", "12345"), ledger.StatusRejected, `payload.phone "12345"`},
+		{"bad-phone", "invalid_phone", with("phone", "+12345"), ledger.StatusRejected, `payload.phone "+12345"`},
+		{"domestic-phone", "ambiguous_phone", with("phone", "12345"), ledger.StatusRejected, "CANCELNOTIFY_PHONE_REGION"},
 		{"no-name", "missing_field", with("customer_name", nil), ledger.StatusRejected, "payload.customer_name"},
 		{"number-name", "not_a_string", with("customer_name", 42), ledger.StatusRejected, "payload.customer_name"},
 		{"blank-step", "empty_text", with("next_step", " \n\t "), ledger.StatusRejected, "payload.next_step"},

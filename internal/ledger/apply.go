@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -137,7 +138,38 @@ type applier struct {
 	ttl     time.Duration
 }
 
+// A status time outside [now-MaxStatusAge, now+MaxStatusAhead] is not
+// believed (a year-248073 timestamp would otherwise be stored as given, and
+// one past Postgres's range would fail every retry of the webhook): the
+// status is recorded as of its receipt, and its detail says why.
+const (
+	MaxStatusAge   = 90 * 24 * time.Hour
+	MaxStatusAhead = time.Hour
+)
+
+// clampTime applies MaxStatusAge and MaxStatusAhead to r.
+func clampTime(r Report, now time.Time) Report {
+	t := r.OccurredAt
+	if t.IsZero() || (!t.Before(now.Add(-MaxStatusAge)) && !t.After(now.Add(MaxStatusAhead))) {
+		return r
+	}
+	note, _ := json.Marshal(fmt.Sprintf("status time %s is more than %s in the past or %s in the future; recorded as received",
+		t.UTC().Format(time.RFC3339), MaxStatusAge, MaxStatusAhead))
+	d := bytes.TrimSpace(r.Detail)
+	switch {
+	case len(d) > 1 && d[0] == '{' && len(bytes.TrimSpace(d[1:len(d)-1])) == 0:
+		r.Detail = []byte(`{"occurred_at_ignored":` + string(note) + `}`)
+	case len(d) > 1 && d[0] == '{':
+		r.Detail = append([]byte(`{"occurred_at_ignored":`+string(note)+`,`), d[1:]...)
+	default:
+		r.Detail = []byte(`{"occurred_at_ignored":` + string(note) + `}`)
+	}
+	r.OccurredAt = time.Time{}
+	return r
+}
+
 func (a *applier) report(r Report) {
+	r = clampTime(r, a.now)
 	n := a.byID[r.NotificationID]
 	if n == nil && r.NotificationID == 0 {
 		n = a.byWamid[r.Wamid]

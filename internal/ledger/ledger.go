@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -357,7 +358,7 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 	if len(w.changes) > 0 {
 		payloads := make([]string, len(w.changes))
 		for i, c := range w.changes {
-			payloads[i] = l.notifyPayload(c)
+			payloads[i] = string(c.AnnouncementJSON(l.Schema))
 		}
 		b.Queue("SELECT pg_notify($1, p) FROM unnest($2::text[]) p", StatusChannel, payloads)
 	}
@@ -410,7 +411,8 @@ func queueEvents(b *pgx.Batch, events []event) {
 }
 
 // Announcement is what a LISTEN client on StatusChannel, and the CRM
-// callback, receive about one status change.
+// callback, receive about one status change. Build its JSON with
+// Change.AnnouncementJSON, which keeps it within MaxAnnouncementBytes.
 type Announcement struct {
 	Schema         string `json:"schema,omitempty"`
 	NotificationID int64  `json:"notification_id"`
@@ -431,9 +433,19 @@ type Announcement struct {
 	PricingType     string `json:"pricing_type,omitempty"`
 	Billable        *bool  `json:"billable,omitempty"`
 	At              string `json:"at"` // RFC 3339, when the status happened
+	// Truncated is true when long texts were cut (ending in "…") to keep
+	// the announcement within MaxAnnouncementBytes; the notification row,
+	// read by notification_id, has them in full.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
-// Announcement describes c for listeners outside the daemon.
+// MaxAnnouncementBytes bounds the JSON of one announcement. Postgres
+// refuses a NOTIFY payload of 8000 bytes or more by failing the whole
+// transaction that sends it, so an over-long announcement would stop the
+// status change it announces (README.md, "The record for CRM and finance").
+const MaxAnnouncementBytes = 7500
+
+// Announcement describes c for listeners outside the daemon, untruncated.
 func (c Change) Announcement(schema string) Announcement {
 	n := c.Notification
 	a := Announcement{
@@ -447,6 +459,39 @@ func (c Change) Announcement(schema string) Announcement {
 	return a
 }
 
+// AnnouncementJSON is the JSON of c's announcement, at most
+// MaxAnnouncementBytes long whatever the row holds: when it would be
+// longer, every free text (event id, order number, customer name, error,
+// wamid) is cut to the same byte budget, halved until the whole fits, and
+// Truncated is set. It never fails: an announcement must never be the
+// reason a status change is not recorded.
+func (c Change) AnnouncementJSON(schema string) []byte {
+	a := c.Announcement(schema)
+	b := marshalAnnouncement(a)
+	for limit := 1024; len(b) > MaxAnnouncementBytes; limit /= 2 {
+		t := a
+		t.Truncated = true
+		for _, f := range []*string{&t.EventID, &t.OrderNumber, &t.CustomerName, &t.ErrorCode, &t.Error, &t.Wamid} {
+			*f = textcut.Truncate(*f, limit)
+		}
+		b = marshalAnnouncement(t)
+		if limit == 0 {
+			break
+		}
+	}
+	return b
+}
+
+// marshalAnnouncement encodes without HTML escaping: "<" stays one byte
+// instead of six, so fewer announcements need truncating.
+func marshalAnnouncement(a Announcement) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(a) // only strings, numbers and booleans: cannot fail
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
 // MaskPhone shows enough of a phone to recognise it, not to dial it
 // (+7900****67), like the notification_report view.
 func MaskPhone(p string) string {
@@ -458,12 +503,6 @@ func MaskPhone(p string) string {
 		return "+" + p[:1] + "****"
 	}
 	return "+" + p[:keep] + "****" + p[len(p)-2:]
-}
-
-// notifyPayload is the JSON a LISTEN client receives on StatusChannel.
-func (l *Ledger) notifyPayload(c Change) string {
-	b, _ := json.Marshal(c.Announcement(l.Schema))
-	return string(b)
 }
 
 // detailJSON encodes a detail object, never failing.

@@ -90,7 +90,7 @@ func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger, channels
 		}, []string{"result"}),
 		webhookStats: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "webhook_statuses_total",
-			Help: "Statuses received by webhook: recorded, unknown_wamid (held for a wamid not recorded yet or another system's), unmapped (stored raw).",
+			Help: "Statuses received by webhook: recorded, unknown_wamid (held for a wamid not recorded yet or another system's), unmapped (stored raw), ignored (no usable message id).",
 		}, []string{"kind"}),
 	}
 	m.reg.MustRegister(m.transitions, m.toAccepted, m.toDelivered, m.apiCalls, m.apiDuration, m.webhookReqs, m.webhookStats,
@@ -113,6 +113,15 @@ func (m *Metrics) WatchChannels(names ...string) {
 			}
 		}
 	}
+}
+
+// WatchRelay exports the relay's progress: failingSeconds is how long its
+// drains have failed in a row (0 while they succeed).
+func (m *Metrics) WatchRelay(failingSeconds func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "relay_failing_seconds",
+		Help: "How long the outbox relay's drains have failed in a row: rows are not being picked up (0 while it works).",
+	}, failingSeconds))
 }
 
 // Registry returns the registry, for tests and extra collectors.
@@ -168,6 +177,12 @@ func (c *ChannelCalls) Called(endpoint, outcome string, d time.Duration) {
 
 // Webhook records a webhook request's result.
 func (m *Metrics) Webhook(result string) { m.webhookReqs.WithLabelValues(result).Inc() }
+
+// WebhookIgnored records status entries dropped before any work: no
+// message id, or one over the length limit.
+func (m *Metrics) WebhookIgnored(entries int) {
+	m.webhookStats.WithLabelValues("ignored").Add(float64(entries))
+}
 
 // WebhookStatuses records what a webhook batch held.
 func (m *Metrics) WebhookStatuses(recorded, unknown, unmapped int) {

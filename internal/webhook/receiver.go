@@ -9,11 +9,12 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -47,14 +48,20 @@ type Config struct {
 
 	MaxBatch int           // most requests per transaction, default 200
 	Timeout  time.Duration // longest a request waits for its commit, default 10s
-	Logger   *slog.Logger
-	Observer Observer // optional (metrics)
+	// MaxInFlight bounds the requests being read, parsed or committed at
+	// once, default 32: with MaxBodyBytes and onemsg.MaxWebhookEntries it
+	// bounds the memory a flood can take (README.md, "Delivery statuses").
+	// Others wait for a slot up to Timeout, then get 503 (1MSG retries).
+	MaxInFlight int
+	Logger      *slog.Logger
+	Observer    Observer // optional (metrics)
 }
 
 // Observer learns of every request's result and every batch written.
 type Observer interface {
 	Webhook(result string)
 	WebhookStatuses(recorded, unknown, unmapped int)
+	WebhookIgnored(entries int)
 }
 
 // Result is how a webhook request ended, for metrics.
@@ -65,7 +72,7 @@ const (
 	ResultNotFound  Result = "not_found" // wrong path, method or secret
 	ResultForbidden Result = "forbidden" // instanceId is not our channel
 	ResultMalformed Result = "malformed" // not a 1MSG payload
-	ResultTooLarge  Result = "too_large" // body over MaxBodyBytes
+	ResultTooLarge  Result = "too_large" // body over MaxBodyBytes, or an array over onemsg.MaxWebhookEntries
 	ResultError     Result = "error"     // could not commit: 503, 1MSG retries
 )
 
@@ -76,6 +83,7 @@ type Stats struct {
 	UnknownWamid  int64 // statuses for wamids we have no notification for (held)
 	Unmapped      int64 // statuses whose value could not be mapped (stored raw)
 	InboundIgnore int64 // inbound messages acknowledged and ignored
+	Ignored       int64 // status entries without a usable id (none, empty {}, over onemsg.MaxWamidBytes), answered 200 and dropped
 	Batches       int64 // transactions written
 }
 
@@ -84,9 +92,10 @@ type Receiver struct {
 	cfg    Config
 	logger *slog.Logger
 	writes *groupcommit.Writer[[]ledger.Report, struct{}]
+	slots  chan struct{} // MaxInFlight
 
-	requests                                   [6]atomic.Int64
-	statuses, unknown, unmapped, inbound, txns atomic.Int64
+	requests                                            [6]atomic.Int64
+	statuses, unknown, unmapped, inbound, txns, ignored atomic.Int64
 }
 
 var results = [...]Result{ResultOK, ResultNotFound, ResultForbidden, ResultMalformed, ResultTooLarge, ResultError}
@@ -99,13 +108,16 @@ func New(cfg Config) *Receiver {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 32
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Ledger == nil {
 		cfg.Ledger = &ledger.Ledger{}
 	}
-	r := &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook")}
+	r := &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook"), slots: make(chan struct{}, cfg.MaxInFlight)}
 	// 1MSG can wait a few milliseconds for its answer: lingering lets the
 	// statuses of many messages share a transaction even at a modest rate.
 	r.writes = groupcommit.New(cfg.Pool, r.write, groupcommit.Options{MaxBatch: cfg.MaxBatch, Timeout: cfg.Timeout, Linger: 20 * time.Millisecond})
@@ -115,7 +127,7 @@ func New(cfg Config) *Receiver {
 // Stats returns the counters so far.
 func (r *Receiver) Stats() Stats {
 	s := Stats{Requests: map[Result]int64{}, Statuses: r.statuses.Load(), UnknownWamid: r.unknown.Load(),
-		Unmapped: r.unmapped.Load(), InboundIgnore: r.inbound.Load(), Batches: r.txns.Load()}
+		Unmapped: r.unmapped.Load(), InboundIgnore: r.inbound.Load(), Batches: r.txns.Load(), Ignored: r.ignored.Load()}
 	for i, res := range results {
 		s.Requests[res] = r.requests[i].Load()
 	}
@@ -142,6 +154,18 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(w, req)
 		return
 	}
+	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.Timeout)
+	defer cancel()
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		r.count(ResultError)
+		r.logger.Warn("webhook request not read: too many in flight; 1MSG will retry", "max_in_flight", r.cfg.MaxInFlight)
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, "busy; retry")
+		return
+	}
 	body, err := readBody(w, req)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -155,6 +179,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	hook, err := onemsg.ParseWebhook(body)
+	if errors.Is(err, onemsg.ErrTooManyEntries) {
+		r.count(ResultTooLarge)
+		r.logger.Warn("webhook payload refused: too many entries", "max", onemsg.MaxWebhookEntries, "bytes", len(body))
+		writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d entries in one array", onemsg.MaxWebhookEntries))
+		return
+	}
 	if err != nil {
 		r.count(ResultMalformed)
 		r.logger.Warn("malformed webhook payload", "error", err, "bytes", len(body))
@@ -168,6 +198,13 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.inbound.Add(int64(hook.Messages))
+	if hook.Ignored > 0 {
+		r.ignored.Add(int64(hook.Ignored))
+		if r.cfg.Observer != nil {
+			r.cfg.Observer.WebhookIgnored(hook.Ignored)
+		}
+		r.logger.Warn("webhook status entries ignored: no message id, or one over the length limit", "entries", hook.Ignored, "max_id_bytes", onemsg.MaxWamidBytes)
+	}
 	if len(hook.Statuses) == 0 {
 		r.count(ResultOK)
 		writeJSON(w, http.StatusOK, "")
@@ -186,8 +223,6 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		reports = append(reports, rep)
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.Timeout)
-	defer cancel()
 	// Answered only once committed: 1MSG's retry covers our failures.
 	if _, err := r.writes.Do(ctx, reports); err != nil {
 		r.count(ResultError)
@@ -208,8 +243,15 @@ func (r *Receiver) secretOK(path string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(r.cfg.Secret)) == 1
 }
 
+// readBody reads at most MaxBodyBytes into one buffer sized from
+// Content-Length, instead of growing by doubling.
 func readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
-	return io.ReadAll(http.MaxBytesReader(w, req.Body, MaxBodyBytes))
+	var buf bytes.Buffer
+	if n := req.ContentLength; n > 0 {
+		buf.Grow(int(min(n, MaxBodyBytes) + bytes.MinRead)) // ReadFrom wants MinRead free before it sees EOF
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, req.Body, MaxBodyBytes))
+	return buf.Bytes(), err
 }
 
 func writeJSON(w http.ResponseWriter, status int, errText string) {
