@@ -281,7 +281,7 @@ func TestValidate(t *testing.T) {
 		{name: "channel's own body", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-b", "product_name": long}),
 			status: queued, phone: "79001234567", language: "ru", channel: "brand-b", shortened: []string{"product_name"},
 			params: []string{"Alexey", "10482", strings.Repeat("x", 1024-8-6-5-utf8.RuneCountInString(seedNextStep)-1) + "…", seedNextStep}},
-		{name: "channel's field rules still apply", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-b", "phone": "12345"}),
+		{name: "channel's field rules still apply", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-b", "phone": "+12345"}),
 			status: rejected, code: "invalid_phone", language: "ru", channel: "brand-b", reason: []string{"payload.phone"}},
 		{name: "channel unknown", v: twoChannels, payload: vPayload(map[string]any{"channel": "brand-x"}),
 			status: rejected, code: "unknown_channel",

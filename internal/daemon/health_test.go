@@ -366,7 +366,7 @@ func TestLanguageFallbackAndTTLRequests(t *testing.T) {
 			"params": [{"type": "body", "parameters": [
 				{"type": "text", "text": "Alexey"}, {"type": "text", "text": "10482"},
 				{"type": "text", "text": "Wireless headphones"},
-				{"type": "text", "text": "Payment will be refunded within 3–5 business days to the card used for the order."}]}],
+				{"type": "text", "text": "Payment will be refunded within 3–5 business days to the card used for the order"}]}],
 			"messageSendTtlSeconds": 3600}`), &v)
 		return v
 	}
