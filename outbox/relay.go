@@ -2,7 +2,8 @@
 // River send jobs, exactly once.
 //
 // The OMS inserts one row per cancelled order inside its own transaction; a
-// statement-level trigger NOTIFYs the relay. Each wake-up drains the backlog
+// statement-level trigger NOTIFYs the relay when it sleeps (see Relay.Run:
+// a busy relay costs the OMS no NOTIFY). Each wake-up drains the backlog
 // in short transactions: lock a batch of unrelayed rows (FOR UPDATE SKIP
 // LOCKED, so several relays can run at once), validate each payload, create
 // its notification row, insert one send job per queued row, mark the rows
@@ -12,12 +13,15 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -81,39 +85,90 @@ func Channel(schema string) string { return schema + ".outbox" }
 // Listening reports whether the relay holds a live LISTEN connection.
 func (r *Relay) Listening() bool { return r.listening.Load() }
 
+// SleepLockClass is the first key of the advisory lock a sleeping relay
+// holds; the second is hashtext(schema). The outbox trigger (migration 009)
+// NOTIFYs only when it cannot take this lock in shared mode.
+const SleepLockClass = 1668182577
+
+// sleepLockWait bounds one wait for the sleep lock: it waits for the OMS
+// transactions that inserted rows without a NOTIFY to end, normally a few
+// milliseconds. A longer wait means one of them stays open; the relay then
+// drains and tries again, so rows committed meanwhile wait at most this long.
+const sleepLockWait = 50 * time.Millisecond
+
 // Run relays until ctx ends. It reconnects by itself when Postgres goes
 // away; it returns only when ctx is done.
+//
+// The relay is awake or asleep. Awake, it holds no lock, and OMS
+// transactions insert without NOTIFY: the relay drains again before it
+// sleeps. To sleep it takes the sleep lock, which waits for every OMS
+// transaction that inserted without a NOTIFY, drains once more, and waits
+// on its LISTEN connection; from then on every insert NOTIFYs. A wake-up
+// releases the lock first, so a burst costs the OMS no NOTIFY at all.
+// Several relays may run: one sleeps holding the lock, the others sleep
+// without it and are woken by the same NOTIFYs; each tries to take the
+// lock again at every wake-up and fallback poll.
 func (r *Relay) Run(ctx context.Context) error {
-	go r.listen(ctx)
-	ticker := time.NewTicker(r.cfg.PollInterval)
-	defer ticker.Stop()
 	failures := 0
-	for {
-		n, err := r.Drain(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			failures++
-			wait := min(time.Duration(failures)*500*time.Millisecond, 10*time.Second)
-			r.logger.Error("relay drain failed; retrying", "error", err, "retry_in", wait)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-			continue
-		default:
-			failures = 0
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx, failures > 0)
+		if r.listening.Swap(false) {
+			failures = 0 // it was listening: this is a new outage
 		}
-		if n > 0 {
-			r.logger.Debug("relayed", "rows", n)
+		if ctx.Err() != nil {
+			return nil
+		}
+		failures++
+		wait := min(time.Duration(failures)*time.Second, 30*time.Second)
+		r.logger.Warn("relay LISTEN connection lost; polling until it is back", "error", err, "retry_in", wait)
+		if err := r.pollFor(ctx, wait); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// pollFor drains every PollInterval for d: the relay without its LISTEN
+// connection.
+func (r *Relay) pollFor(ctx context.Context, d time.Duration) error {
+	end := time.Now().Add(d)
+	for {
+		if _, err := r.drainRetrying(ctx); err != nil {
+			return err
+		}
+		left := time.Until(end)
+		if left <= 0 {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		case <-r.wake:
-		case <-ticker.C:
+		case <-time.After(min(left, r.cfg.PollInterval)):
+		}
+	}
+}
+
+// drainRetrying drains, retrying database errors with back-off; it fails
+// only when ctx ends.
+func (r *Relay) drainRetrying(ctx context.Context) (int, error) {
+	for failures := 0; ; failures++ {
+		n, err := r.Drain(ctx)
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		if err == nil {
+			if n > 0 {
+				r.logger.Debug("relayed", "rows", n)
+			}
+			return n, nil
+		}
+		wait := min(time.Duration(failures+1)*500*time.Millisecond, 10*time.Second)
+		r.logger.Error("relay drain failed; retrying", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(wait):
 		}
 	}
 }
@@ -126,51 +181,166 @@ func (r *Relay) Wake() {
 	}
 }
 
-// listen holds a LISTEN connection and turns notifications into wake-ups,
-// reconnecting with back-off. Polling covers the gaps.
-func (r *Relay) listen(ctx context.Context) {
-	failures := 0
-	lost := false
-	for ctx.Err() == nil {
-		err := r.listenOnce(ctx, lost)
-		if r.listening.Swap(false) {
-			failures = 0 // it was listening: this is a new outage
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		failures++
-		lost = true
-		wait := min(time.Duration(failures)*time.Second, 30*time.Second)
-		r.logger.Warn("relay LISTEN connection lost; polling until it is back", "error", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
-}
-
+// listenOnce runs the relay on one LISTEN connection until it fails.
 func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	conn, err := pgx.ConnectConfig(ctx, r.cfg.Pool.Config().ConnConfig)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(r.cfg.Schema)}.Sanitize()); err != nil {
+	var key int32
+	if err := conn.QueryRow(ctx, "SELECT hashtext($1)", r.cfg.Schema).Scan(&key); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(r.cfg.Schema)}.Sanitize()+
+		"; SET lock_timeout = "+strconv.Itoa(int(sleepLockWait/time.Millisecond))); err != nil {
 		return err
 	}
 	r.listening.Store(true)
 	if reconnect {
 		r.logger.Info("relay LISTEN connection back")
 	}
-	r.Wake() // rows may have arrived while we were not listening
+	s := &sleeper{conn: conn, key: key}
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		// Awake: drain until the outbox is empty.
+		if _, err := r.drainRetrying(ctx); err != nil {
 			return err
 		}
-		r.Wake()
+		// Going to sleep: take the lock, then drain what was committed
+		// without a NOTIFY before it.
+		got, err := s.lock(ctx)
+		if err != nil {
+			return err
+		}
+		s.discard(ctx) // older than the drain below, which covers them
+		n, err := r.drainRetrying(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			// Rows keep coming: stay awake, and let the OMS commit without
+			// NOTIFYs meanwhile.
+			if err := s.unlock(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		for {
+			wait := r.cfg.PollInterval
+			if !got && !s.otherSleeps(ctx) {
+				// An OMS transaction that inserted without a NOTIFY is still
+				// open; try again soon.
+				wait = sleepLockWait
+			}
+			woken, err := s.sleep(ctx, r.wake, wait)
+			if err != nil {
+				return err
+			}
+			if woken || !got {
+				break
+			}
+			// The fallback poll. Holding the lock, every insert NOTIFYs, so
+			// it finds rows only if a NOTIFY went missing.
+			if n, err := r.drainRetrying(ctx); err != nil || n > 0 {
+				if err != nil {
+					return err
+				}
+				break
+			}
+		}
+		if err := s.unlock(ctx); err != nil {
+			return err
+		}
 	}
+}
+
+// sleeper is the relay's LISTEN connection and the sleep lock on it.
+type sleeper struct {
+	conn *pgx.Conn
+	key  int32
+	held bool
+}
+
+// lock takes the sleep lock, waiting at most sleepLockWait. It returns
+// false when the lock is busy: another relay sleeps, or an OMS transaction
+// that inserted without a NOTIFY is still open.
+func (s *sleeper) lock(ctx context.Context) (bool, error) {
+	if s.held {
+		return true, nil
+	}
+	_, err := s.conn.Exec(ctx, "SELECT pg_advisory_lock($1::int4, $2::int4)", SleepLockClass, s.key)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available: lock_timeout passed
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("take the relay's sleep lock: %w", err)
+	}
+	s.held = true
+	return true, nil
+}
+
+func (s *sleeper) unlock(ctx context.Context) error {
+	if !s.held {
+		return nil
+	}
+	if _, err := s.conn.Exec(ctx, "SELECT pg_advisory_unlock($1::int4, $2::int4)", SleepLockClass, s.key); err != nil {
+		return fmt.Errorf("release the relay's sleep lock: %w", err)
+	}
+	s.held = false
+	return nil
+}
+
+// otherSleeps reports whether another relay holds the sleep lock, so that
+// the NOTIFYs it causes wake this one too.
+func (s *sleeper) otherSleeps(ctx context.Context) bool {
+	var other bool
+	err := s.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'
+		AND classid = $1::bigint::oid AND objid = ($2::bigint & 4294967295)::oid AND objsubid = 2
+		AND mode = 'ExclusiveLock' AND granted)`, SleepLockClass, s.key).Scan(&other)
+	return err == nil && other
+}
+
+// discard drops the notifications already received.
+func (s *sleeper) discard(ctx context.Context) {
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	for {
+		if n, _ := s.conn.WaitForNotification(done); n == nil {
+			return
+		}
+	}
+}
+
+// sleep waits for a NOTIFY, a wake-up or d, whichever comes first; woken
+// is false when d passed.
+func (s *sleeper) sleep(ctx context.Context, wake <-chan struct{}, d time.Duration) (woken bool, err error) {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	waked := make(chan struct{})
+	go func() {
+		select {
+		case <-wake:
+			close(waked)
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	_, err = s.conn.WaitForNotification(wctx)
+	switch {
+	case err == nil:
+		return true, nil
+	case ctx.Err() != nil:
+		return false, err
+	case wctx.Err() != nil:
+		select {
+		case <-waked:
+			return true, nil
+		default:
+			return false, nil // the fallback poll is due
+		}
+	}
+	return false, err
 }
 
 // Drain relays every row available now, batch by batch, and returns how
