@@ -120,6 +120,8 @@ type Daemon struct {
 	river  *river.Client[pgx.Tx]
 	relay  *outbox.Relay
 	ledger *ledger.Ledger
+	// announcer NOTIFYs the status changes the ledger queues.
+	announcer *ledger.Announcer
 
 	webhook   *webhook.Receiver
 	webhookLn net.Listener
@@ -171,7 +173,8 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			cfg.Body = body
 		}
 	}
-	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m}
+	d.announcer = ledger.NewAnnouncer(ledger.AnnouncerConfig{Pool: pool, Schema: cfg.Schema, Logger: cfg.Logger})
+	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m, Announcer: d.announcer}
 	var limiter jobs.Limiter
 	if cfg.Rate > 0 {
 		// Burst 1: sends are spread evenly, so 1MSG's and Meta's per-second
@@ -307,6 +310,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		})
 	}
+	bgWG.Go(func() {
+		d.announcer.Run(bg)
+		// What the last transactions changed, announced before exiting.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for {
+			if n, err := d.announcer.Announce(fctx); err != nil || n == 0 {
+				return
+			}
+		}
+	})
 	if d.webhook != nil {
 		bgWG.Go(func() { d.webhook.AdoptHeld(bg, time.Second) })
 		serve("webhook", d.webhookLn, d.webhook, true)
