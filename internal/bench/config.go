@@ -38,6 +38,21 @@ type Config struct {
 
 	PacedRate float64       // cancellations per second
 	PacedFor  time.Duration // 0 skips the paced phase
+	// AfterBurst rows are committed as fast as the writers can just before
+	// a second paced phase (PacedRate for PacedFor): the latency of a send
+	// while the burst's statuses are tracked. 0 skips it.
+	AfterBurst int
+
+	// OMSCost measures the OMS's single-row commit rate into the outbox
+	// against a copy of it without the trigger, in OMSRounds alternating
+	// slices of OMSSlice each, with the daemon stopped and working.
+	OMSCost   bool
+	OMSRounds int
+	OMSSlice  time.Duration
+
+	// NoWebhooks runs the daemon without a webhook: every status comes
+	// from hookInfo polls.
+	NoWebhooks bool
 
 	// SendWorkers and DBMaxConns, when positive, set the daemon's
 	// CANCELNOTIFY_SEND_WORKERS and CANCELNOTIFY_DB_MAX_CONNS; otherwise
@@ -57,8 +72,9 @@ type Config struct {
 	Live bool
 }
 
-// Defaults returns issue 6's run: 16 connections for 5 s, 20,000 burst
-// cancellations, 80/s for 60 s, a 50 ms sandbox.
+// Defaults returns the README's run: 16 connections for 5 s, the OMS cost
+// in 3 rounds of 2 s slices, 20,000 burst cancellations, 80/s for 60 s
+// before and after a 10,000-row burst, a 50 ms sandbox.
 func Defaults() Config {
 	return Config{
 		Schema:         "cancelnotify_bench",
@@ -73,6 +89,10 @@ func Defaults() Config {
 		Writers:        16,
 		PacedRate:      80,
 		PacedFor:       60 * time.Second,
+		AfterBurst:     10_000,
+		OMSCost:        true,
+		OMSRounds:      3,
+		OMSSlice:       2 * time.Second,
 		DaemonLogLevel: "info",
 		Timeout:        3 * time.Minute,
 		Out:            io.Discard,
@@ -106,6 +126,15 @@ func (c Config) Validate() error {
 		if c.PacedRate <= 0 || n < 1 || n > phasePaced.limit {
 			fail("paced %g/s for %s is %d rows: use 1 to %d", c.PacedRate, c.PacedFor, n, phasePaced.limit)
 		}
+	}
+	if c.AfterBurst < 0 || c.AfterBurst > phaseSurge.limit {
+		fail("after-burst %d: use 0 (skip) to %d", c.AfterBurst, phaseSurge.limit)
+	}
+	if c.AfterBurst > 0 && c.PacedFor <= 0 {
+		fail("the after-burst phase paces rows at --paced-rate for --paced-for: give --paced-for")
+	}
+	if c.OMSCost && (c.OMSRounds < 1 || c.OMSSlice <= 0 || c.Writers < 1) {
+		fail("the OMS cost needs at least one round, a slice duration and a writer")
 	}
 	if c.Timeout <= 0 {
 		fail("the settle timeout must be positive")
