@@ -200,26 +200,37 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	if reconnect {
 		r.logger.Info("relay LISTEN connection back")
 	}
-	s := &sleeper{conn: conn, key: key}
+	s := &sleeper{conn: conn, key: key, pending: "SELECT EXISTS (SELECT FROM " +
+		pgx.Identifier{r.cfg.Schema, "outbox"}.Sanitize() + " WHERE relayed_at IS NULL)"}
 	for {
-		// Awake: drain until the outbox is empty.
-		if _, err := r.drainRetrying(ctx); err != nil {
-			return err
+		// Awake: drain until a drain finds nothing. A short pause after a
+		// drain that found rows lets the next ones gather into one batch.
+		for {
+			n, err := r.drainRetrying(ctx)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			if err := pause(ctx, awakePause); err != nil {
+				return err
+			}
 		}
-		// Going to sleep: take the lock, then drain what was committed
-		// without a NOTIFY before it.
+		// Going to sleep: take the lock, which waits for the OMS
+		// transactions that inserted without a NOTIFY, then look again.
+		// Holding the lock makes the OMS NOTIFY, so hold it awake only for
+		// that look, never for a drain.
 		got, err := s.lock(ctx)
 		if err != nil {
 			return err
 		}
-		s.discard(ctx) // older than the drain below, which covers them
-		n, err := r.drainRetrying(ctx)
+		s.discard(ctx) // older than the look below, which covers them
+		more, err := s.rowsWaiting(ctx)
 		if err != nil {
 			return err
 		}
-		if n > 0 {
-			// Rows keep coming: stay awake, and let the OMS commit without
-			// NOTIFYs meanwhile.
+		if more {
 			if err := s.unlock(ctx); err != nil {
 				return err
 			}
@@ -241,7 +252,7 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 			}
 			// The fallback poll. Holding the lock, every insert NOTIFYs, so
 			// it finds rows only if a NOTIFY went missing.
-			if n, err := r.drainRetrying(ctx); err != nil || n > 0 {
+			if more, err := s.rowsWaiting(ctx); err != nil || more {
 				if err != nil {
 					return err
 				}
@@ -254,11 +265,35 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	}
 }
 
+// awakePause is how long an awake relay waits after a drain that found
+// rows before it drains again.
+const awakePause = 5 * time.Millisecond
+
+func pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
 // sleeper is the relay's LISTEN connection and the sleep lock on it.
 type sleeper struct {
-	conn *pgx.Conn
-	key  int32
-	held bool
+	conn    *pgx.Conn
+	key     int32
+	held    bool
+	pending string // query: is any outbox row waiting?
+}
+
+// rowsWaiting reports whether an outbox row waits to be relayed: one
+// index probe, so the lock is held only for a moment while awake.
+func (s *sleeper) rowsWaiting(ctx context.Context) (bool, error) {
+	var more bool
+	if err := s.conn.QueryRow(ctx, s.pending).Scan(&more); err != nil {
+		return false, fmt.Errorf("look for unrelayed outbox rows: %w", err)
+	}
+	return more, nil
 }
 
 // lock takes the sleep lock, waiting at most sleepLockWait. It returns
