@@ -100,11 +100,12 @@ const sleepLockWait = 50 * time.Millisecond
 // away; it returns only when ctx is done.
 //
 // The relay is awake or asleep. Awake, it holds no lock, and OMS
-// transactions insert without NOTIFY: the relay drains again before it
-// sleeps. To sleep it takes the sleep lock, which waits for every OMS
-// transaction that inserted without a NOTIFY, drains once more, and waits
-// on its LISTEN connection; from then on every insert NOTIFYs. A wake-up
-// releases the lock first, so a burst costs the OMS no NOTIFY at all.
+// transactions insert without NOTIFY: the relay drains until a drain finds
+// nothing. To sleep it takes the sleep lock, which waits for every OMS
+// transaction that inserted without a NOTIFY, looks for waiting rows once
+// more, and waits on its LISTEN connection; from then on every insert
+// NOTIFYs. The drain after a wake-up releases the lock in its first
+// statement, so a burst costs the OMS no NOTIFY beyond its first row.
 // Several relays may run: one sleeps holding the lock, the others sleep
 // without it and are woken by the same NOTIFYs; each tries to take the
 // lock again at every wake-up and fallback poll.
@@ -205,14 +206,14 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	for {
 		// Awake: drain until a drain finds nothing. A short pause after a
 		// drain that found rows lets the next ones gather into one batch.
-		for {
-			n, err := r.drainRetrying(ctx)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				break
-			}
+		// The drain runs on this connection and releases the lock in its
+		// first statement: one transaction, not two.
+		n, err := r.drainAwake(ctx, s)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			// Let the next rows gather into one batch.
 			if err := pause(ctx, awakePause); err != nil {
 				return err
 			}
@@ -221,19 +222,12 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 		// transactions that inserted without a NOTIFY, then look again.
 		// Holding the lock makes the OMS NOTIFY, so hold it awake only for
 		// that look, never for a drain.
-		got, err := s.lock(ctx)
-		if err != nil {
-			return err
-		}
 		s.discard(ctx) // older than the look below, which covers them
-		more, err := s.rowsWaiting(ctx)
+		got, more, err := s.lockAndLook(ctx)
 		if err != nil {
 			return err
 		}
 		if more {
-			if err := s.unlock(ctx); err != nil {
-				return err
-			}
 			continue
 		}
 		for {
@@ -252,15 +246,49 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 			}
 			// The fallback poll. Holding the lock, every insert NOTIFYs, so
 			// it finds rows only if a NOTIFY went missing.
-			if more, err := s.rowsWaiting(ctx); err != nil || more {
+			if _, more, err := s.lockAndLook(ctx); err != nil || more {
 				if err != nil {
 					return err
 				}
 				break
 			}
 		}
-		if err := s.unlock(ctx); err != nil {
-			return err
+	}
+}
+
+// drainAwake drains on the LISTEN connection, releasing the sleep lock in
+// the first transaction. It retries database errors while the connection
+// lives; a lost connection ends it, and Run reconnects.
+func (r *Relay) drainAwake(ctx context.Context, s *sleeper) (int, error) {
+	begin := func(ctx context.Context) (pgx.Tx, error) {
+		tx, err := s.conn.Begin(ctx)
+		if err != nil || !s.held {
+			return tx, err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_unlock($1::int4, $2::int4)", SleepLockClass, s.key); err != nil {
+			_ = tx.Rollback(ctx)
+			return nil, fmt.Errorf("release the relay's sleep lock: %w", err)
+		}
+		s.held = false // a session lock: released now, whatever the transaction does
+		return tx, nil
+	}
+	for failures := 0; ; failures++ {
+		n, err := r.drain(ctx, begin)
+		switch {
+		case err == nil:
+			if n > 0 {
+				r.logger.Debug("relayed", "rows", n)
+			}
+			return n, nil
+		case ctx.Err() != nil:
+			return n, ctx.Err()
+		case s.conn.IsClosed():
+			return n, err
+		}
+		wait := min(time.Duration(failures+1)*500*time.Millisecond, 10*time.Second)
+		r.logger.Error("relay drain failed; retrying", "error", err, "retry_in", wait)
+		if err := pause(ctx, wait); err != nil {
+			return n, err
 		}
 	}
 }
@@ -286,44 +314,41 @@ type sleeper struct {
 	pending string // query: is any outbox row waiting?
 }
 
-// rowsWaiting reports whether an outbox row waits to be relayed: one
-// index probe, so the lock is held only for a moment while awake.
-func (s *sleeper) rowsWaiting(ctx context.Context) (bool, error) {
-	var more bool
-	if err := s.conn.QueryRow(ctx, s.pending).Scan(&more); err != nil {
-		return false, fmt.Errorf("look for unrelayed outbox rows: %w", err)
+// lockAndLook takes the sleep lock, waiting at most sleepLockWait, and
+// then reports whether an outbox row waits to be relayed, in one round
+// trip and one transaction; the look is a statement of its own, so its
+// snapshot comes after the lock. got is false when the lock is busy:
+// another relay sleeps, or an OMS transaction that inserted without a
+// NOTIFY is still open.
+func (s *sleeper) lockAndLook(ctx context.Context) (got, more bool, err error) {
+	lock := ""
+	if !s.held {
+		lock = fmt.Sprintf("SELECT pg_advisory_lock(%d, %d); ", SleepLockClass, s.key)
 	}
-	return more, nil
-}
-
-// lock takes the sleep lock, waiting at most sleepLockWait. It returns
-// false when the lock is busy: another relay sleeps, or an OMS transaction
-// that inserted without a NOTIFY is still open.
-func (s *sleeper) lock(ctx context.Context) (bool, error) {
-	if s.held {
-		return true, nil
-	}
-	_, err := s.conn.Exec(ctx, "SELECT pg_advisory_lock($1::int4, $2::int4)", SleepLockClass, s.key)
+	res, err := s.conn.PgConn().Exec(ctx, lock+s.pending).ReadAll()
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available: lock_timeout passed
-		return false, nil
+		// The look did not run: look alone.
+		res, err = s.conn.PgConn().Exec(ctx, s.pending).ReadAll()
+		if err != nil {
+			return false, false, fmt.Errorf("look for unrelayed outbox rows: %w", err)
+		}
+		return false, lookedMore(res), nil
 	case err != nil:
-		return false, fmt.Errorf("take the relay's sleep lock: %w", err)
+		return false, false, fmt.Errorf("take the relay's sleep lock and look for unrelayed rows: %w", err)
 	}
-	s.held = true
-	return true, nil
+	s.held = true // with rows waiting, the next drain's first statement releases it
+	return true, lookedMore(res), nil
 }
 
-func (s *sleeper) unlock(ctx context.Context) error {
-	if !s.held {
-		return nil
+// lookedMore reads the answer of the pending query, the last result.
+func lookedMore(res []*pgconn.Result) bool {
+	if len(res) == 0 {
+		return false
 	}
-	if _, err := s.conn.Exec(ctx, "SELECT pg_advisory_unlock($1::int4, $2::int4)", SleepLockClass, s.key); err != nil {
-		return fmt.Errorf("release the relay's sleep lock: %w", err)
-	}
-	s.held = false
-	return nil
+	rows := res[len(res)-1].Rows
+	return len(rows) == 1 && len(rows[0]) == 1 && string(rows[0][0]) == "t"
 }
 
 // otherSleeps reports whether another relay holds the sleep lock, so that
@@ -381,9 +406,13 @@ func (s *sleeper) sleep(ctx context.Context, wake <-chan struct{}, d time.Durati
 // Drain relays every row available now, batch by batch, and returns how
 // many it relayed.
 func (r *Relay) Drain(ctx context.Context) (int, error) {
+	return r.drain(ctx, r.cfg.Pool.Begin)
+}
+
+func (r *Relay) drain(ctx context.Context, begin func(context.Context) (pgx.Tx, error)) (int, error) {
 	total := 0
 	for {
-		n, err := r.relayBatch(ctx)
+		n, err := r.relayBatch(ctx, begin)
 		total += n
 		if err != nil || n < r.cfg.BatchSize {
 			return total, err
@@ -400,8 +429,8 @@ type row struct {
 	createdAt time.Time
 }
 
-func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	tx, err := r.cfg.Pool.Begin(ctx)
+func (r *Relay) relayBatch(ctx context.Context, begin func(context.Context) (pgx.Tx, error)) (int, error) {
+	tx, err := begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin relay transaction: %w", err)
 	}
