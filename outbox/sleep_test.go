@@ -129,3 +129,18 @@ func TestNoNotifyWithoutRelay(t *testing.T) {
 		t.Fatalf("first notification %q: the inserts NOTIFYed although no relay was asleep", n.Payload)
 	}
 }
+
+// Two relays: one sleeps holding the lock, the other without it; the
+// NOTIFYs the holder causes wake both, and each row is relayed once.
+func TestTwoRelaysShareTheSleepLock(t *testing.T) {
+	t.Parallel()
+	pool, schema := dbtest.New(t)
+	runRelay(t, pool, schema)
+	runRelay(t, pool, schema)
+	for i := range 5 {
+		waitFor(t, pool, "a relay asleep holding the lock", sleepLock, outbox.SleepLockClass, true, schema)
+		insertRows(t, pool, i*10, 10)
+		waitFor(t, pool, "rows relayed", "SELECT count(*) = $1 FROM notification", (i+1)*10)
+	}
+	waitFor(t, pool, "each row relayed once", "SELECT count(DISTINCT outbox_id) = 50 AND count(*) = 50 FROM notification")
+}
