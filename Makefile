@@ -18,10 +18,12 @@ test:
 demo: build
 	./$(BIN) demo
 
-# Throughput, latency and Postgres cost of the daemon (README.md, "Benchmark");
-# about 3 minutes; writes bench.json.
+# Throughput, latency and Postgres cost of the daemon (README.md, "Benchmark"),
+# with webhooks and then with hookInfo polling only; about 12 minutes; writes
+# bench.json and bench-polling.json. Smaller: make bench BENCH_FLAGS="--burst 5000 --paced-for 20s"
 bench: build
-	./$(BIN) bench
+	./$(BIN) bench $(BENCH_FLAGS)
+	./$(BIN) bench --no-webhooks --json bench-polling.json $(BENCH_FLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

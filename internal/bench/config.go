@@ -40,7 +40,7 @@ type Config struct {
 	PacedFor  time.Duration // 0 skips the paced phase
 	// AfterBurst rows are committed as fast as the writers can just before
 	// a second paced phase (PacedRate for PacedFor): the latency of a send
-	// while the burst's statuses are tracked. 0 skips it.
+	// while the burst's statuses are tracked. 0 (or a zero PacedFor) skips it.
 	AfterBurst int
 
 	// OMSCost measures the OMS's single-row commit rate into the outbox
@@ -129,9 +129,6 @@ func (c Config) Validate() error {
 	}
 	if c.AfterBurst < 0 || c.AfterBurst > phaseSurge.limit {
 		fail("after-burst %d: use 0 (skip) to %d", c.AfterBurst, phaseSurge.limit)
-	}
-	if c.AfterBurst > 0 && c.PacedFor <= 0 {
-		fail("the after-burst phase paces rows at --paced-rate for --paced-for: give --paced-for")
 	}
 	if c.OMSCost && (c.OMSRounds < 1 || c.OMSSlice <= 0 || c.Writers < 1) {
 		fail("the OMS cost needs at least one round, a slice duration and a writer")

@@ -118,7 +118,7 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 	}
-	if r.cfg.AfterBurst > 0 {
+	if r.cfg.AfterBurst > 0 && r.cfg.PacedFor > 0 {
 		if err := r.afterBurst(ctx); err != nil {
 			return err
 		}
