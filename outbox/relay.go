@@ -206,13 +206,18 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	for {
 		// Awake: drain until a drain finds nothing. A short pause after a
 		// drain that found rows lets the next ones gather into one batch.
-		// The drain runs on this connection and releases the lock in its
-		// first statement: one transaction, not two.
-		n, err := r.drainAwake(ctx, s)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
+		// Awake: drain until a drain finds nothing. Trying to sleep while
+		// rows still come would make every OMS transaction NOTIFY while the
+		// lock is waited for. The drains run on this connection; the first
+		// releases the lock in its first statement.
+		for {
+			n, err := r.drainAwake(ctx, s)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
 			// Let the next rows gather into one batch.
 			if err := pause(ctx, awakePause); err != nil {
 				return err
