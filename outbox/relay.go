@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -193,8 +192,7 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	if err := conn.QueryRow(ctx, "SELECT hashtext($1)", r.cfg.Schema).Scan(&key); err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(r.cfg.Schema)}.Sanitize()+
-		"; SET lock_timeout = "+strconv.Itoa(int(sleepLockWait/time.Millisecond))); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(r.cfg.Schema)}.Sanitize()); err != nil {
 		return err
 	}
 	r.listening.Store(true)
@@ -328,7 +326,12 @@ type sleeper struct {
 func (s *sleeper) lockAndLook(ctx context.Context) (got, more bool, err error) {
 	lock := ""
 	if !s.held {
-		lock = fmt.Sprintf("SELECT pg_advisory_lock(%d, %d); ", SleepLockClass, s.key)
+		// lock_timeout for this statement only: the relay's drains run on
+		// this connection too, and their commits must wait as long as they
+		// need. A failed lock rolls the SET back with the implicit
+		// transaction.
+		lock = fmt.Sprintf("SET lock_timeout = %d; SELECT pg_advisory_lock(%d, %d); RESET lock_timeout; ",
+			sleepLockWait/time.Millisecond, SleepLockClass, s.key)
 	}
 	res, err := s.conn.PgConn().Exec(ctx, lock+s.pending).ReadAll()
 	var pgErr *pgconn.PgError
