@@ -38,9 +38,10 @@ type Config struct {
 
 	PacedRate float64       // cancellations per second
 	PacedFor  time.Duration // 0 skips the paced phase
-	// AfterBurst rows are committed as fast as the writers can just before
-	// a second paced phase (PacedRate for PacedFor): the latency of a send
-	// while the burst's statuses are tracked. 0 (or a zero PacedFor) skips it.
+	// AfterBurst rows are committed as fast as the writers can; once they
+	// are sent, a second paced phase (PacedRate for PacedFor) runs: the
+	// latency of a send while the burst's statuses are tracked. 0 (or a
+	// zero PacedFor) skips it.
 	AfterBurst int
 
 	// OMSCost measures the OMS's single-row commit rate into the outbox

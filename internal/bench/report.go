@@ -299,7 +299,7 @@ func (r *Report) burstTable(p func(string, ...any), b *BurstResult) {
 
 func (r *Report) pacedTable(p func(string, ...any), pc *PacedResult) {
 	if pc.BurstBefore > 0 {
-		p("AFTER BURST  %s cancellations as fast as possible, then %s/s for %.0f s (%s rows, %s/s achieved)",
+		p("AFTER BURST  %s cancellations as fast as possible; once sent, %s/s for %.0f s (%s rows, %s/s achieved)",
 			num(float64(pc.BurstBefore)), num(pc.Rate), pc.Seconds, num(float64(pc.Rows)), num(pc.AchievedRate))
 	} else {
 		p("PACED  %s cancellations/s for %.0f s (%s rows, %s/s achieved)", num(pc.Rate), pc.Seconds,

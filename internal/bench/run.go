@@ -490,7 +490,10 @@ func (r *runner) pacedPhase(ctx context.Context, name string, p phase, surge int
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		r.logf("%s: burst committed in %.1f s", name, sw.Last.Sub(sw.First).Seconds())
+		r.logf("%s: burst committed in %.1f s; pacing starts once it is sent, while its statuses are tracked", name, sw.Last.Sub(sw.First).Seconds())
+		if err := r.waitSent(ctx, phaseSurge, surge); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	} else {
 		r.logf("%s: %s cancellations/s for %s", name, num(c.PacedRate), c.PacedFor)
 	}
@@ -605,6 +608,29 @@ func (r *runner) burst(ctx context.Context) error {
 	r.logf("burst: %s notifications/s to sent, %s to final; %s commits per notification",
 		num(res.SentPerSec), num(res.FinalPerSec), num(res.Cost.CommitsPerNotification))
 	return nil
+}
+
+// waitSent waits until every row of p (n of them) has its wamid.
+func (r *runner) waitSent(ctx context.Context, p phase, n int) error {
+	deadline := time.Now().Add(r.cfg.Timeout)
+	for {
+		pr, err := r.mon.progress(ctx, p)
+		if err != nil {
+			return err
+		}
+		if pr.Sent >= n {
+			return nil
+		}
+		if err := r.daemon.running(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of the %d %s rows were sent within %s", pr.Sent, n, p.name, r.cfg.Timeout)
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // settle waits until every row of p (n of them) is in a settled status and
