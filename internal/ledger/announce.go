@@ -45,7 +45,8 @@ type AnnouncerConfig struct {
 	Schema string
 	Logger *slog.Logger
 	// Linger is how long a wake-up waits before announcing, so that the
-	// waking transaction commits and others join it; default 20ms.
+	// waking transaction commits and others join it; default 50ms. At a
+	// steady rate it bounds the announcer to 20 transactions a second.
 	Linger time.Duration
 	Poll   time.Duration // fallback poll, for changes other processes make; default 1s
 	Batch  int           // changes per transaction; default 1000
@@ -59,7 +60,7 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
 	if a.linger <= 0 {
-		a.linger = 20 * time.Millisecond
+		a.linger = 50 * time.Millisecond
 	}
 	if a.poll <= 0 {
 		a.poll = time.Second
