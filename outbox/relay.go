@@ -202,8 +202,6 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	s := &sleeper{conn: conn, key: key, pending: "SELECT EXISTS (SELECT FROM " +
 		pgx.Identifier{r.cfg.Schema, "outbox"}.Sanitize() + " WHERE relayed_at IS NULL)"}
 	for {
-		// Awake: drain until a drain finds nothing. A short pause after a
-		// drain that found rows lets the next ones gather into one batch.
 		// Awake: drain until a drain finds nothing. Trying to sleep while
 		// rows still come would make every OMS transaction NOTIFY while the
 		// lock is waited for. The drains run on this connection; the first
