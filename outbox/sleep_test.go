@@ -1,7 +1,11 @@
 package outbox_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,4 +147,59 @@ func TestTwoRelaysShareTheSleepLock(t *testing.T) {
 		waitFor(t, pool, "rows relayed", "SELECT count(*) = $1 FROM notification", (i+1)*10)
 	}
 	waitFor(t, pool, "each row relayed once", "SELECT count(DISTINCT outbox_id) = 50 AND count(*) = 50 FROM notification")
+}
+
+// The relay's transactions share the LISTEN connection with the sleep
+// lock's short lock_timeout, but not that timeout: a drain that waits on a
+// lock longer than it still commits, with no error.
+func TestRelayDrainWaitsPastTheSleepLockTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := dbtest.New(t)
+	var log bytes.Buffer
+	var mu sync.Mutex
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := outbox.NewRelay(outbox.RelayConfig{Pool: pool, Schema: schema, Jobs: client, Template: "t", PollInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &log, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, pool, "relay asleep", sleepLock, outbox.SleepLockClass, true, schema)
+
+	blocker, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback(ctx) //nolint:errcheck
+	if _, err := blocker.Exec(ctx, "LOCK TABLE notification IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	insertRows(t, pool, 1, 1)
+	waitFor(t, pool, "relay's drain waiting on the notification table for well over 50 ms",
+		`SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE l.relation = 'notification'::regclass AND NOT l.granted AND now() - a.query_start > interval '200 ms')`)
+	if err := blocker.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, pool, "row relayed", "SELECT count(*) = 1 FROM notification")
+	mu.Lock()
+	defer mu.Unlock()
+	if log.Len() > 0 {
+		t.Errorf("the relay logged problems:\n%s", log.String())
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
