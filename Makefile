@@ -31,10 +31,12 @@ fuzz:
 demo: build
 	./$(BIN) demo
 
-# Throughput, latency and Postgres cost of the daemon (README.md, "Benchmark");
-# about 3 minutes; writes bench.json.
+# Throughput, latency and Postgres cost of the daemon (README.md, "Benchmark"),
+# with webhooks and then with hookInfo polling only; about 12 minutes; writes
+# bench.json and bench-polling.json. Smaller: make bench BENCH_FLAGS="--burst 5000 --paced-for 20s"
 bench: build
-	./$(BIN) bench
+	./$(BIN) bench $(BENCH_FLAGS)
+	./$(BIN) bench --no-webhooks --json bench-polling.json $(BENCH_FLAGS)
 
 # The shared rate across instances: three daemons, one channel at 20/s, a
 # kill midway, two channels (about a minute).

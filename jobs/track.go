@@ -83,10 +83,10 @@ func (w *TrackWorker) Work(ctx context.Context, job *river.Job[TrackArgs]) error
 		}
 		return err
 	}
-	if err := w.apply(ctx, n, hooks); err != nil {
-		return err
+	n, err = w.apply(ctx, n, hooks)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil // deleted by retention meanwhile
 	}
-	n, err = ledger.Get(ctx, w.pool, n.ID)
 	if err != nil {
 		return err
 	}
@@ -119,11 +119,13 @@ func (w *TrackWorker) nextPoll(job *river.Job[TrackArgs], deadline time.Time) ti
 	return d
 }
 
-// apply records the hookInfo entries not recorded by an earlier poll.
+// apply records the hookInfo entries not recorded by an earlier poll and
+// returns the row as it is then, read in the same transaction.
 // hookInfo repeats the whole history on every call; webhook duplicates are
 // kept because each is a separate delivery by 1MSG.
-func (w *TrackWorker) apply(ctx context.Context, n *ledger.Notification, hooks []onemsg.Hook) error {
-	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+func (w *TrackWorker) apply(ctx context.Context, n *ledger.Notification, hooks []onemsg.Hook) (*ledger.Notification, error) {
+	now := n
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		seen, err := ledger.EventKeys(ctx, tx, n.ID, ledger.SourcePoll)
 		if err != nil {
 			return err
@@ -144,11 +146,21 @@ func (w *TrackWorker) apply(ctx context.Context, n *ledger.Notification, hooks [
 			reports = append(reports, r)
 		}
 		if len(reports) == 0 {
-			return nil
+			// Nothing new, but a webhook or another poll may have moved the
+			// row since it was read.
+			now, err = ledger.Get(ctx, tx, n.ID)
+			return err
 		}
-		_, err = w.ledger.Apply(ctx, tx, reports)
-		return err
+		res, err := w.ledger.Apply(ctx, tx, reports)
+		if err != nil {
+			return err
+		}
+		if now = res.Rows[n.ID]; now == nil {
+			return fmt.Errorf("notification %d: %w", n.ID, ledger.ErrNotFound)
+		}
+		return nil
 	})
+	return now, err
 }
 
 func unixOrZero(t time.Time) int64 {

@@ -2,7 +2,8 @@
 // River send jobs, exactly once.
 //
 // The OMS inserts one row per cancelled order inside its own transaction; a
-// statement-level trigger NOTIFYs the relay. Each wake-up drains the backlog
+// statement-level trigger NOTIFYs the relay when it sleeps (see Relay.Run:
+// a busy relay costs the OMS no NOTIFY). Each wake-up drains the backlog
 // in short transactions: lock a batch of unrelayed rows (FOR UPDATE SKIP
 // LOCKED, so several relays can run at once), validate each payload, create
 // its notification row, insert one send job per queued row, mark the rows
@@ -175,41 +176,92 @@ func Channel(schema string) string { return schema + ".outbox" }
 // Listening reports whether the relay holds a live LISTEN connection.
 func (r *Relay) Listening() bool { return r.listening.Load() }
 
+// SleepLockClass is the first key of the advisory lock a sleeping relay
+// holds; the second is hashtext(schema). The outbox trigger (migration 009)
+// NOTIFYs only when it cannot take this lock in shared mode.
+const SleepLockClass = 1668182577
+
+// sleepLockWait bounds one wait for the sleep lock: it waits for the OMS
+// transactions that inserted rows without a NOTIFY to end, normally a few
+// milliseconds. A longer wait means one of them stays open; the relay then
+// drains and tries again, so rows committed meanwhile wait at most this long.
+const sleepLockWait = 50 * time.Millisecond
+
 // Run relays until ctx ends. It reconnects by itself when Postgres goes
 // away; it returns only when ctx is done.
+//
+// The relay is awake or asleep. Awake, it holds no lock, and OMS
+// transactions insert without NOTIFY: the relay drains until a drain finds
+// nothing. To sleep it takes the sleep lock, which waits for every OMS
+// transaction that inserted without a NOTIFY, looks for waiting rows once
+// more, and waits on its LISTEN connection; from then on every insert
+// NOTIFYs. The drain after a wake-up releases the lock in its first
+// statement, so a burst costs the OMS no NOTIFY beyond its first row.
+// Several relays may run: one sleeps holding the lock, the others sleep
+// without it and are woken by the same NOTIFYs; each tries to take the
+// lock again at every wake-up and fallback poll.
 func (r *Relay) Run(ctx context.Context) error {
-	go r.listen(ctx)
-	ticker := time.NewTicker(r.cfg.PollInterval)
-	defer ticker.Stop()
 	failures := 0
-	for {
-		n, err := r.Drain(ctx)
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx, failures > 0)
+		if r.listening.Swap(false) {
+			failures = 0 // it was listening: this is a new outage
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.drained(err)
-		switch {
-		case err != nil:
-			failures++
-			wait := min(time.Duration(failures)*500*time.Millisecond, 10*time.Second)
-			r.logger.Error("relay drain failed; retrying", "error", err, "retry_in", wait)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-			continue
-		default:
-			failures = 0
+		failures++
+		wait := min(time.Duration(failures)*time.Second, 30*time.Second)
+		r.logger.Warn("relay LISTEN connection lost; polling until it is back", "error", err, "retry_in", wait)
+		if err := r.pollFor(ctx, wait); err != nil {
+			return nil
 		}
-		if n > 0 {
-			r.logger.Debug("relayed", "rows", n)
+	}
+	return nil
+}
+
+// pollFor drains every PollInterval for d: the relay without its LISTEN
+// connection.
+func (r *Relay) pollFor(ctx context.Context, d time.Duration) error {
+	end := time.Now().Add(d)
+	for {
+		if _, err := r.drainRetrying(ctx); err != nil {
+			return err
+		}
+		left := time.Until(end)
+		if left <= 0 {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		case <-r.wake:
-		case <-ticker.C:
+		case <-time.After(min(left, r.cfg.PollInterval)):
+		}
+	}
+}
+
+// drainRetrying drains, retrying database errors with back-off; it fails
+// only when ctx ends.
+func (r *Relay) drainRetrying(ctx context.Context) (int, error) {
+	for failures := 0; ; failures++ {
+		n, err := r.Drain(ctx)
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		r.drained(err)
+		if err == nil {
+			if n > 0 {
+				r.logger.Debug("relayed", "rows", n)
+			}
+			return n, nil
+		}
+		wait := min(time.Duration(failures+1)*500*time.Millisecond, 10*time.Second)
+		r.logger.Error("relay drain failed; retrying", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(wait):
 		}
 	}
 }
@@ -222,37 +274,17 @@ func (r *Relay) Wake() {
 	}
 }
 
-// listen holds a LISTEN connection and turns notifications into wake-ups,
-// reconnecting with back-off. Polling covers the gaps.
-func (r *Relay) listen(ctx context.Context) {
-	failures := 0
-	lost := false
-	for ctx.Err() == nil {
-		err := r.listenOnce(ctx, lost)
-		if r.listening.Swap(false) {
-			failures = 0 // it was listening: this is a new outage
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		failures++
-		lost = true
-		wait := min(time.Duration(failures)*time.Second, 30*time.Second)
-		r.logger.Warn("relay LISTEN connection lost; polling until it is back", "error", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
-}
-
+// listenOnce runs the relay on one LISTEN connection until it fails.
 func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	conn, err := pgx.ConnectConfig(ctx, r.cfg.Pool.Config().ConnConfig)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	var key int32
+	if err := conn.QueryRow(ctx, "SELECT hashtext($1)", r.cfg.Schema).Scan(&key); err != nil {
+		return err
+	}
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(r.cfg.Schema)}.Sanitize()); err != nil {
 		return err
 	}
@@ -260,21 +292,229 @@ func (r *Relay) listenOnce(ctx context.Context, reconnect bool) error {
 	if reconnect {
 		r.logger.Info("relay LISTEN connection back")
 	}
-	r.Wake() // rows may have arrived while we were not listening
+	s := &sleeper{conn: conn, key: key, pending: "SELECT EXISTS (SELECT FROM " +
+		pgx.Identifier{r.cfg.Schema, "outbox"}.Sanitize() + " WHERE relayed_at IS NULL)"}
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		// Awake: drain until a drain finds nothing. Trying to sleep while
+		// rows still come would make every OMS transaction NOTIFY while the
+		// lock is waited for. The drains run on this connection; the first
+		// releases the lock in its first statement.
+		for {
+			n, err := r.drainAwake(ctx, s)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			// Let the next rows gather into one batch.
+			if err := pause(ctx, awakePause); err != nil {
+				return err
+			}
+		}
+		// Going to sleep: take the lock, which waits for the OMS
+		// transactions that inserted without a NOTIFY, then look again.
+		// Holding the lock makes the OMS NOTIFY, so hold it awake only for
+		// that look, never for a drain.
+		s.discard(ctx) // older than the look below, which covers them
+		got, more, err := s.lockAndLook(ctx)
+		if err != nil {
 			return err
 		}
-		r.Wake()
+		if more {
+			continue
+		}
+		for {
+			wait := r.cfg.PollInterval
+			if !got && !s.otherSleeps(ctx) {
+				// An OMS transaction that inserted without a NOTIFY is still
+				// open; try again soon.
+				wait = sleepLockWait
+			}
+			woken, err := s.sleep(ctx, r.wake, wait)
+			if err != nil {
+				return err
+			}
+			if woken || !got {
+				break
+			}
+			// The fallback poll. Holding the lock, every insert NOTIFYs, so
+			// it finds rows only if a NOTIFY went missing.
+			if _, more, err := s.lockAndLook(ctx); err != nil || more {
+				if err != nil {
+					return err
+				}
+				break
+			}
+		}
 	}
+}
+
+// drainAwake drains on the LISTEN connection, releasing the sleep lock in
+// the first transaction. It retries database errors while the connection
+// lives; a lost connection ends it, and Run reconnects.
+func (r *Relay) drainAwake(ctx context.Context, s *sleeper) (int, error) {
+	begin := func(ctx context.Context) (pgx.Tx, error) {
+		tx, err := s.conn.Begin(ctx)
+		if err != nil || !s.held {
+			return tx, err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_unlock($1::int4, $2::int4)", SleepLockClass, s.key); err != nil {
+			_ = tx.Rollback(ctx)
+			return nil, fmt.Errorf("release the relay's sleep lock: %w", err)
+		}
+		s.held = false // a session lock: released now, whatever the transaction does
+		return tx, nil
+	}
+	for failures := 0; ; failures++ {
+		n, err := r.drain(ctx, begin)
+		if ctx.Err() == nil {
+			r.drained(err)
+		}
+		switch {
+		case err == nil:
+			if n > 0 {
+				r.logger.Debug("relayed", "rows", n)
+			}
+			return n, nil
+		case ctx.Err() != nil:
+			return n, ctx.Err()
+		case s.conn.IsClosed():
+			return n, err
+		}
+		wait := min(time.Duration(failures+1)*500*time.Millisecond, 10*time.Second)
+		r.logger.Error("relay drain failed; retrying", "error", err, "retry_in", wait)
+		if err := pause(ctx, wait); err != nil {
+			return n, err
+		}
+	}
+}
+
+// awakePause is how long an awake relay waits after a drain that found
+// rows before it drains again.
+const awakePause = 5 * time.Millisecond
+
+func pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// sleeper is the relay's LISTEN connection and the sleep lock on it.
+type sleeper struct {
+	conn    *pgx.Conn
+	key     int32
+	held    bool
+	pending string // query: is any outbox row waiting?
+}
+
+// lockAndLook takes the sleep lock, waiting at most sleepLockWait, and
+// then reports whether an outbox row waits to be relayed, in one round
+// trip and one transaction; the look is a statement of its own, so its
+// snapshot comes after the lock. got is false when the lock is busy:
+// another relay sleeps, or an OMS transaction that inserted without a
+// NOTIFY is still open.
+func (s *sleeper) lockAndLook(ctx context.Context) (got, more bool, err error) {
+	lock := ""
+	if !s.held {
+		// lock_timeout for this statement only: the relay's drains run on
+		// this connection too, and their commits must wait as long as they
+		// need. A failed lock rolls the SET back with the implicit
+		// transaction.
+		lock = fmt.Sprintf("SET lock_timeout = %d; SELECT pg_advisory_lock(%d, %d); RESET lock_timeout; ",
+			sleepLockWait/time.Millisecond, SleepLockClass, s.key)
+	}
+	res, err := s.conn.PgConn().Exec(ctx, lock+s.pending).ReadAll()
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available: lock_timeout passed
+		// The look did not run: look alone.
+		res, err = s.conn.PgConn().Exec(ctx, s.pending).ReadAll()
+		if err != nil {
+			return false, false, fmt.Errorf("look for unrelayed outbox rows: %w", err)
+		}
+		return false, lookedMore(res), nil
+	case err != nil:
+		return false, false, fmt.Errorf("take the relay's sleep lock and look for unrelayed rows: %w", err)
+	}
+	s.held = true // with rows waiting, the next drain's first statement releases it
+	return true, lookedMore(res), nil
+}
+
+// lookedMore reads the answer of the pending query, the last result.
+func lookedMore(res []*pgconn.Result) bool {
+	if len(res) == 0 {
+		return false
+	}
+	rows := res[len(res)-1].Rows
+	return len(rows) == 1 && len(rows[0]) == 1 && string(rows[0][0]) == "t"
+}
+
+// otherSleeps reports whether another relay holds the sleep lock, so that
+// the NOTIFYs it causes wake this one too.
+func (s *sleeper) otherSleeps(ctx context.Context) bool {
+	var other bool
+	err := s.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'
+		AND classid = $1::bigint::oid AND objid = ($2::bigint & 4294967295)::oid AND objsubid = 2
+		AND mode = 'ExclusiveLock' AND granted)`, SleepLockClass, s.key).Scan(&other)
+	return err == nil && other
+}
+
+// discard drops the notifications already received.
+func (s *sleeper) discard(ctx context.Context) {
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	for {
+		if n, _ := s.conn.WaitForNotification(done); n == nil {
+			return
+		}
+	}
+}
+
+// sleep waits for a NOTIFY, a wake-up or d, whichever comes first; woken
+// is false when d passed.
+func (s *sleeper) sleep(ctx context.Context, wake <-chan struct{}, d time.Duration) (woken bool, err error) {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	waked := make(chan struct{})
+	go func() {
+		select {
+		case <-wake:
+			close(waked)
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	_, err = s.conn.WaitForNotification(wctx)
+	switch {
+	case err == nil:
+		return true, nil
+	case ctx.Err() != nil:
+		return false, err
+	case wctx.Err() != nil:
+		select {
+		case <-waked:
+			return true, nil
+		default:
+			return false, nil // the fallback poll is due
+		}
+	}
+	return false, err
 }
 
 // Drain relays every row available now, batch by batch, and returns how
 // many it relayed.
 func (r *Relay) Drain(ctx context.Context) (int, error) {
+	return r.drain(ctx, r.cfg.Pool.Begin)
+}
+
+func (r *Relay) drain(ctx context.Context, begin func(context.Context) (pgx.Tx, error)) (int, error) {
 	total := 0
 	for {
-		n, err := r.relayBatch(ctx)
+		n, err := r.relayBatch(ctx, begin)
 		total += n
 		if err != nil || n < r.cfg.BatchSize {
 			return total, err
@@ -291,9 +531,9 @@ type row struct {
 	createdAt time.Time
 }
 
-func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
-	begin := time.Now()
-	tx, err := r.cfg.Pool.Begin(ctx)
+func (r *Relay) relayBatch(ctx context.Context, begin func(context.Context) (pgx.Tx, error)) (_ int, err error) {
+	start := time.Now()
+	tx, err := begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin relay transaction: %w", err)
 	}
@@ -328,7 +568,7 @@ func (r *Relay) relayBatch(ctx context.Context) (_ int, err error) {
 	}
 	// Spans start only for a batch that has rows: an idle relay's polls
 	// would be noise.
-	ctx, end := r.traceBatch(ctx, begin, len(batch))
+	ctx, end := r.traceBatch(ctx, start, len(batch))
 	defer func() { end(err) }()
 
 	decisions := make([]Decision, len(batch))

@@ -6,10 +6,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
+	"github.com/cancelnotify/cancelnotify/outbox"
 	cnsql "github.com/cancelnotify/cancelnotify/sql"
 )
 
@@ -98,10 +100,12 @@ func TestSchemaName(t *testing.T) {
 	}
 }
 
-// The OMS's insert wakes a LISTENer on the schema's channel once per statement.
+// While a relay sleeps (holds the sleep lock, outbox.SleepLockClass), the
+// OMS's insert wakes a LISTENer on the schema's channel once per statement.
 func TestOutboxTriggerNotifies(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	pool, schema := dbtest.New(t)
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -111,6 +115,10 @@ func TestOutboxTriggerNotifies(t *testing.T) {
 	if _, err := conn.Exec(ctx, `LISTEN "`+schema+`.outbox"`); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", outbox.SleepLockClass, schema); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1, hashtext($2))", outbox.SleepLockClass, schema) //nolint:errcheck
 	if _, err := pool.Exec(ctx, `INSERT INTO outbox (event_id, payload) VALUES ('a', '{}'), ('b', 'null')`); err != nil {
 		t.Fatal(err)
 	}

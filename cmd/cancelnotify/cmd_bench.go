@@ -32,6 +32,11 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	writers := s.add("", "writers", strconv.Itoa(def.Writers), "OMS connections committing the burst")
 	pacedRate := s.add("", "paced-rate", strconv.FormatFloat(def.PacedRate, 'g', -1, 64), "cancellations per second of the paced phase")
 	pacedFor := s.add("", "paced-for", def.PacedFor.String(), "duration of the paced phase (0s = skip)")
+	afterBurst := s.add("", "after-burst", strconv.Itoa(def.AfterBurst), "cancellations committed at once before a second paced phase (0 = skip it)")
+	noWebhooks := s.addBool("", "no-webhooks", false, "run the daemon without a webhook: every status by hookInfo polling")
+	skipOMS := s.addBool("", "skip-oms-cost", false, "skip the OMS cost (outbox against a trigger-less copy)")
+	omsRounds := s.add("", "oms-rounds", strconv.Itoa(def.OMSRounds), "OMS cost: rounds of one outbox slice and one copy slice")
+	omsSlice := s.add("", "oms-slice", def.OMSSlice.String(), "OMS cost: duration of one slice")
 	sendWorkers := s.add("", "send-workers", "", "daemon's CANCELNOTIFY_SEND_WORKERS (empty: environment or default)")
 	maxConns := s.add("", "db-max-conns", "", "daemon's CANCELNOTIFY_DB_MAX_CONNS (empty: environment or default)")
 	daemonEnv := s.add("", "daemon-env", "", "more daemon settings, space-separated KEY=VALUE")
@@ -79,6 +84,11 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	cfg.Writers = s.integer(writers, 1, 64)
 	cfg.PacedRate = s.float(pacedRate, 0.1, 10_000)
 	cfg.PacedFor = s.duration(pacedFor)
+	cfg.AfterBurst = s.integer(afterBurst, 0, 1_000_000)
+	cfg.NoWebhooks = s.boolean(noWebhooks)
+	cfg.OMSCost = !s.boolean(skipOMS)
+	cfg.OMSRounds = s.integer(omsRounds, 1, 100)
+	cfg.OMSSlice = s.duration(omsSlice)
 	if strings.TrimSpace(sendWorkers.raw) != "" {
 		cfg.SendWorkers = s.integer(sendWorkers, 1, 10_000)
 	}

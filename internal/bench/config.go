@@ -38,6 +38,22 @@ type Config struct {
 
 	PacedRate float64       // cancellations per second
 	PacedFor  time.Duration // 0 skips the paced phase
+	// AfterBurst rows are committed as fast as the writers can; once they
+	// are sent, a second paced phase (PacedRate for PacedFor) runs: the
+	// latency of a send while the burst's statuses are tracked. 0 (or a
+	// zero PacedFor) skips it.
+	AfterBurst int
+
+	// OMSCost measures the OMS's single-row commit rate into the outbox
+	// against a copy of it without the trigger, in OMSRounds alternating
+	// slices of OMSSlice each, with the daemon stopped and working.
+	OMSCost   bool
+	OMSRounds int
+	OMSSlice  time.Duration
+
+	// NoWebhooks runs the daemon without a webhook: every status comes
+	// from hookInfo polls.
+	NoWebhooks bool
 
 	// SendWorkers and DBMaxConns, when positive, set the daemon's
 	// CANCELNOTIFY_SEND_WORKERS and CANCELNOTIFY_DB_MAX_CONNS; otherwise
@@ -57,9 +73,9 @@ type Config struct {
 	Live bool
 }
 
-// Defaults returns the run README.md's "Benchmark" describes: 16
-// connections for 5 s, 20,000 burst cancellations, 80/s for 60 s, a 50 ms
-// sandbox.
+// Defaults returns the README's run: 16 connections for 5 s, the OMS cost
+// in 3 rounds of 2 s slices, 20,000 burst cancellations, 80/s for 60 s
+// before and after a 10,000-row burst, a 50 ms sandbox.
 func Defaults() Config {
 	return Config{
 		Schema:         "cancelnotify_bench",
@@ -74,6 +90,10 @@ func Defaults() Config {
 		Writers:        16,
 		PacedRate:      80,
 		PacedFor:       60 * time.Second,
+		AfterBurst:     10_000,
+		OMSCost:        true,
+		OMSRounds:      3,
+		OMSSlice:       2 * time.Second,
 		DaemonLogLevel: "info",
 		Timeout:        3 * time.Minute,
 		Out:            io.Discard,
@@ -107,6 +127,12 @@ func (c Config) Validate() error {
 		if c.PacedRate <= 0 || n < 1 || n > phasePaced.limit {
 			fail("paced %g/s for %s is %d rows: use 1 to %d", c.PacedRate, c.PacedFor, n, phasePaced.limit)
 		}
+	}
+	if c.AfterBurst < 0 || c.AfterBurst > phaseSurge.limit {
+		fail("after-burst %d: use 0 (skip) to %d", c.AfterBurst, phaseSurge.limit)
+	}
+	if c.OMSCost && (c.OMSRounds < 1 || c.OMSSlice <= 0 || c.Writers < 1) {
+		fail("the OMS cost needs at least one round, a slice duration and a writer")
 	}
 	if c.Timeout <= 0 {
 		fail("the settle timeout must be positive")

@@ -20,9 +20,10 @@ import (
 // (which carries the event id) lead back to the same row. Phones are unique
 // per row, so Meta's per-recipient pacing never applies.
 type phase struct {
-	name  string
-	base  int
-	limit int // most rows, so that no two phases share a number
+	name   string
+	base   int
+	limit  int // most rows, so that no two phases share a number
+	offset int // first row written through this value (see from)
 }
 
 // firstNumber keeps every number eight digits long: +49 151 1xxxxxxx is a
@@ -30,13 +31,20 @@ type phase struct {
 const firstNumber = 10_000_000
 
 var (
-	phaseWarmUp = phase{"warmup", 0, 100_000}
-	phasePaced  = phase{"paced", 100_000, 900_000}
-	phaseBurst  = phase{"burst", 1_000_000, 80_000_000}
+	phaseWarmUp = phase{name: "warmup", base: 0, limit: 100_000}
+	phasePaced  = phase{name: "paced", base: 100_000, limit: 900_000}
+	phaseBurst  = phase{name: "burst", base: 1_000_000, limit: 70_000_000}
+	phaseOMS    = phase{name: "oms", base: 71_000_000, limit: 5_000_000}
+	phaseSurge  = phase{name: "surge", base: 76_000_000, limit: 5_000_000}
+	phaseAfter  = phase{name: "after", base: 81_000_000, limit: 900_000}
 )
 
-func (p phase) number(i int) int         { return firstNumber + p.base + i }
-func (p phase) eventID(i int) string     { return "bench-" + p.name + "-" + strconv.Itoa(i) }
+// from returns p with its rows numbered from i: writers that fill one
+// phase in several slices give each slice its own rows.
+func (p phase) from(i int) phase { p.offset = i; return p }
+
+func (p phase) number(i int) int         { return firstNumber + p.base + p.offset + i }
+func (p phase) eventID(i int) string     { return "bench-" + p.name + "-" + strconv.Itoa(p.offset+i) }
 func (p phase) eventPattern() string     { return "bench-" + p.name + "-%" }
 func (p phase) orderNumber(i int) string { return strconv.Itoa(p.number(i)) }
 

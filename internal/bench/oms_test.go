@@ -10,7 +10,7 @@ import (
 )
 
 func TestPhasesNeverShareANumber(t *testing.T) {
-	phases := []phase{phaseWarmUp, phasePaced, phaseBurst}
+	phases := []phase{phaseWarmUp, phasePaced, phaseBurst, phaseOMS, phaseSurge, phaseAfter}
 	for i, p := range phases {
 		last := p.number(p.limit - 1)
 		if n := len(p.orderNumber(p.limit - 1)); n != 8 {

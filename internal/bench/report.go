@@ -26,11 +26,13 @@ type Report struct {
 	Machine  Machine  `json:"machine"`
 	Settings Settings `json:"settings"`
 
-	Ceiling *CeilingResult `json:"ceiling,omitempty"`
-	Idle    *Rates         `json:"idle,omitempty"`
-	Paced   *PacedResult   `json:"paced,omitempty"`
-	Burst   *BurstResult   `json:"burst,omitempty"`
-	Daemon  DaemonResult   `json:"daemon"`
+	Ceiling    *CeilingResult `json:"ceiling,omitempty"`
+	OMSCost    *OMSCostResult `json:"oms_cost,omitempty"`
+	Idle       *Rates         `json:"idle,omitempty"`
+	Paced      *PacedResult   `json:"paced,omitempty"`
+	Burst      *BurstResult   `json:"burst,omitempty"`
+	AfterBurst *PacedResult   `json:"after_burst,omitempty"`
+	Daemon     DaemonResult   `json:"daemon"`
 
 	Targets []Target `json:"targets"`
 	Notes   []string `json:"notes,omitempty"`
@@ -48,6 +50,8 @@ type Settings struct {
 	Burst           int     `json:"burst"`
 	PacedRate       float64 `json:"paced_rate"`
 	PacedFor        string  `json:"paced_for"`
+	AfterBurst      int     `json:"after_burst"`
+	Webhooks        bool    `json:"webhooks"`
 	SendWorkers     string  `json:"send_workers"`
 	DBMaxConns      string  `json:"db_max_conns"`
 	DaemonOverrides string  `json:"daemon_env,omitempty"`
@@ -67,7 +71,11 @@ type PacedResult struct {
 	Seconds      float64 `json:"seconds"`
 	Rows         int     `json:"rows"`
 	AchievedRate float64 `json:"achieved_rate"`
-	Settled      bool    `json:"settled"`
+	// BurstBefore rows were committed as fast as possible just before the
+	// paced rows (after-burst phase); their cost is in Cost, not their
+	// latency.
+	BurstBefore int  `json:"burst_before,omitempty"`
+	Settled     bool `json:"settled"`
 	// ToSendTemplate ends at the request's arrival at the sandbox (its
 	// recorded `at`); ToSentAt at notification.sent_at, the daemon's clock
 	// as it begins the transaction that records the wamid (its commit
@@ -110,10 +118,11 @@ type BurstResult struct {
 
 // DaemonResult describes the measured process.
 type DaemonResult struct {
-	PID          int   `json:"pid"`
-	PeakRSSBytes int64 `json:"peak_rss_bytes"`
-	Warnings     int   `json:"log_warnings"`
-	Errors       int   `json:"log_errors"`
+	PID          int    `json:"pid"`
+	AdminAddr    string `json:"admin_addr,omitempty"` // /debug/pprof/ during the run
+	PeakRSSBytes int64  `json:"peak_rss_bytes"`
+	Warnings     int    `json:"log_warnings"`
+	Errors       int    `json:"log_errors"`
 }
 
 // Target is one of the benchmark's targets beside the figure it judges.
@@ -132,6 +141,11 @@ const (
 	TargetPacedP50Ms    = 10.0   // commit → sendTemplate
 	TargetPacedP99Ms    = 50.0
 	TargetCommitsPerMsg = 4.0 // for the whole life of a message
+	TargetWALPerMsg     = 8192.0
+	TargetOMSStopped    = 0.8 // OMS commit rate, outbox / trigger-less copy
+	TargetOMSWorking    = 0.5
+	TargetHookInfoPoll  = 1.2  // hookInfo calls per notification without webhooks
+	TargetHookInfoHooks = 0.05 // … with healthy webhooks: about none
 )
 
 // Evaluate judges the measured figures against the targets; a phase not
@@ -142,12 +156,40 @@ func Evaluate(r *Report) []Target {
 		ts = append(ts, Target{"burst: notifications/s, first commit → last wamid", fmt.Sprintf("≥ %g", TargetBurstPerSec),
 			b.SentPerSec, "/s", b.Complete && b.SentPerSec >= TargetBurstPerSec})
 	}
-	if p := r.Paced; p != nil {
+	for _, ph := range []struct {
+		name string
+		p    *PacedResult
+	}{{"paced", r.Paced}, {"after burst", r.AfterBurst}} {
+		p := ph.p
+		if p == nil {
+			continue
+		}
+		ok := p.ToSendTemplate.N > 0 && p.ToSendTemplate.Missing == 0
 		ts = append(ts,
-			Target{"paced: commit → sendTemplate p50", fmt.Sprintf("≤ %g ms", TargetPacedP50Ms),
-				p.ToSendTemplate.P50, "ms", p.ToSendTemplate.N > 0 && p.ToSendTemplate.Missing == 0 && p.ToSendTemplate.P50 <= TargetPacedP50Ms},
-			Target{"paced: commit → sendTemplate p99", fmt.Sprintf("≤ %g ms", TargetPacedP99Ms),
-				p.ToSendTemplate.P99, "ms", p.ToSendTemplate.N > 0 && p.ToSendTemplate.Missing == 0 && p.ToSendTemplate.P99 <= TargetPacedP99Ms})
+			Target{ph.name + ": commit → sendTemplate p50", fmt.Sprintf("≤ %g ms", TargetPacedP50Ms),
+				p.ToSendTemplate.P50, "ms", ok && p.ToSendTemplate.P50 <= TargetPacedP50Ms},
+			Target{ph.name + ": commit → sendTemplate p99", fmt.Sprintf("≤ %g ms", TargetPacedP99Ms),
+				p.ToSendTemplate.P99, "ms", ok && p.ToSendTemplate.P99 <= TargetPacedP99Ms})
+	}
+	if o := r.OMSCost; o != nil {
+		if s := o.Stopped; s != nil {
+			ts = append(ts, Target{"OMS commit rate, outbox / copy, daemon stopped", fmt.Sprintf("≥ %g", TargetOMSStopped),
+				s.Ratio, "", s.Ratio >= TargetOMSStopped})
+		}
+		if w := o.Working; w != nil {
+			ts = append(ts, Target{"OMS commit rate, outbox / copy, daemon working", fmt.Sprintf("≥ %g", TargetOMSWorking),
+				w.Ratio, "", w.Ratio >= TargetOMSWorking})
+		}
+	}
+	if b := r.Burst; b != nil && b.Cost != nil {
+		ts = append(ts, Target{"burst: WAL bytes per notification", fmt.Sprintf("≤ %g", TargetWALPerMsg),
+			b.Cost.WALPerNotification, "B", b.Complete && b.Cost.WALPerNotification <= TargetWALPerMsg})
+		want, limit := TargetHookInfoHooks, "≤ %g (webhooks)"
+		if !r.Settings.Webhooks {
+			want, limit = TargetHookInfoPoll, "≤ %g (polling)"
+		}
+		ts = append(ts, Target{"burst: hookInfo calls per notification", fmt.Sprintf(limit, want),
+			b.Cost.HookInfoPerNotification, "", b.Complete && b.Cost.HookInfoPerNotification <= want})
 	}
 	if b := r.Burst; b != nil && b.Cost != nil {
 		ts = append(ts, Target{"burst: Postgres commits per notification", fmt.Sprintf("≤ %g", TargetCommitsPerMsg),
@@ -184,7 +226,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Settings
 	p("RUN\t%s, %.0f s, schema %s; sandbox latency %s, delivered %s and read %s after acceptance; first hookInfo poll %s",
 		r.StartedAt.UTC().Format(time.RFC3339), r.Seconds, s.Schema, s.SandboxLatency, s.DeliveredAfter, s.ReadAfter, s.TrackFirstPoll)
-	p("\tdaemon: send workers %s, pool %s%s", s.SendWorkers, s.DBMaxConns, prefixed("; ", s.DaemonOverrides))
+	mode := "statuses pushed to the webhook (hookInfo polls as the safety net)"
+	if !s.Webhooks {
+		mode = "no webhook: statuses by hookInfo polling only"
+	}
+	p("\tdaemon: %s; send workers %s, pool %s%s", mode, s.SendWorkers, s.DBMaxConns, prefixed("; ", s.DaemonOverrides))
 	p("")
 
 	if c := r.Ceiling; c != nil {
@@ -192,10 +238,27 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("  %d connections for %.0f s\t%s rows/s", c.Connections, c.Seconds, num(c.RowsPerSec))
 		p("")
 	}
+	if o := r.OMSCost; o != nil {
+		p("OMS COST  single-row INSERT…COMMIT, alternating slices: the outbox, then a copy without its trigger")
+		p("  \toutbox\tcopy\tratio")
+		for _, x := range []struct {
+			name string
+			o    *OMSRates
+		}{{"daemon stopped", o.Stopped}, {"daemon working", o.Working}} {
+			if x.o != nil {
+				p("  %s, %d connections, %d × %.0f s\t%s /s\t%s /s\t%s", x.name, x.o.Connections, x.o.Rounds, x.o.SliceSeconds,
+					num(x.o.OutboxPerSec), num(x.o.CopyPerSec), num(x.o.Ratio))
+			}
+		}
+		p("")
+	}
 	if b := r.Burst; b != nil {
 		r.burstTable(p, b)
 	}
 	if pc := r.Paced; pc != nil {
+		r.pacedTable(p, pc)
+	}
+	if pc := r.AfterBurst; pc != nil {
 		r.pacedTable(p, pc)
 	}
 	r.costTable(p)
@@ -235,8 +298,13 @@ func (r *Report) burstTable(p func(string, ...any), b *BurstResult) {
 }
 
 func (r *Report) pacedTable(p func(string, ...any), pc *PacedResult) {
-	p("PACED  %s cancellations/s for %.0f s (%s rows, %s/s achieved)", num(pc.Rate), pc.Seconds,
-		num(float64(pc.Rows)), num(pc.AchievedRate))
+	if pc.BurstBefore > 0 {
+		p("AFTER BURST  %s cancellations as fast as possible; once sent, %s/s for %.0f s (%s rows, %s/s achieved)",
+			num(float64(pc.BurstBefore)), num(pc.Rate), pc.Seconds, num(float64(pc.Rows)), num(pc.AchievedRate))
+	} else {
+		p("PACED  %s cancellations/s for %.0f s (%s rows, %s/s achieved)", num(pc.Rate), pc.Seconds,
+			num(float64(pc.Rows)), num(pc.AchievedRate))
+	}
 	p("  latency from the OMS's COMMIT, ms\tp50\tp95\tp99\tmax")
 	lat := func(name string, l Latency) {
 		miss := ""
@@ -253,20 +321,23 @@ func (r *Report) pacedTable(p func(string, ...any), pc *PacedResult) {
 }
 
 func (r *Report) costTable(p func(string, ...any)) {
-	var bc, pc *Cost
+	var bc, pc, ac *Cost
 	if r.Burst != nil {
 		bc = r.Burst.Cost
 	}
 	if r.Paced != nil {
 		pc = r.Paced.Cost
 	}
-	if bc == nil && pc == nil && r.Daemon.PeakRSSBytes == 0 {
+	if r.AfterBurst != nil {
+		ac = r.AfterBurst.Cost
+	}
+	if bc == nil && pc == nil && ac == nil && r.Daemon.PeakRSSBytes == 0 {
 		return
 	}
 	p("COST")
-	p("  per notification\tburst\tpaced")
+	p("  per notification\tburst\tpaced\tafter burst")
 	row := func(name string, f func(c *Cost) string) {
-		p("  %s\t%s\t%s", name, costCell(bc, f), costCell(pc, f))
+		p("  %s\t%s\t%s\t%s", name, costCell(bc, f), costCell(pc, f), costCell(ac, f))
 	}
 	row("Postgres commits (xact_commit)", func(c *Cost) string { return num(c.CommitsPerNotification) })
 	row("  of which with no background polling", func(c *Cost) string { return num(c.MarginalCommitsPerNotification) })

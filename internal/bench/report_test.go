@@ -19,9 +19,16 @@ func sampleReport() *Report {
 		Machine: Machine{Cores: 2, CPU: "AMD EPYC", MemoryBytes: 24 << 30, OS: "linux/amd64", Go: "go1.26.8",
 			Postgres: "PostgreSQL 15.20", PostgresSettings: map[string]string{"synchronous_commit": "on", "fsync": "on"}},
 		Settings: Settings{Schema: "cancelnotify_bench", SandboxLatency: "50ms", DeliveredAfter: "200ms", ReadAfter: "500ms",
-			TrackFirstPoll: "2s", Writers: 16, Burst: 20000, PacedRate: 80, PacedFor: "1m0s", SendWorkers: "daemon default", DBMaxConns: "daemon default"},
+			TrackFirstPoll: "2s", Writers: 16, Burst: 20000, PacedRate: 80, PacedFor: "1m0s", SendWorkers: "daemon default", DBMaxConns: "daemon default",
+			AfterBurst: 10000, Webhooks: true},
 		Ceiling: &CeilingResult{Connections: 16, Seconds: 5, Rows: 25000, RowsPerSec: 5000},
-		Idle:    &Rates{CommitsPerSec: 12.5, WriteTxsPerSec: 0.4, WALBytesPerSec: 300},
+		OMSCost: &OMSCostResult{
+			Stopped: &OMSRates{Connections: 16, Rounds: 3, SliceSeconds: 2, OutboxPerSec: 4750, CopyPerSec: 5000, Ratio: 0.95},
+			Working: &OMSRates{Connections: 16, Rounds: 3, SliceSeconds: 2, OutboxPerSec: 2100, CopyPerSec: 3000, Ratio: 0.7}},
+		Idle: &Rates{CommitsPerSec: 12.5, WriteTxsPerSec: 0.4, WALBytesPerSec: 300},
+		AfterBurst: &PacedResult{Rate: 80, Seconds: 60, Rows: 4800, AchievedRate: 80, Settled: true, BurstBefore: 10000,
+			ToSendTemplate: Latency{N: 4800, P50: 7.1, P95: 12, P99: 31.5, Max: 90},
+			Cost:           &Cost{Notifications: 14800, CommitsPerNotification: 3.5}},
 		Paced: &PacedResult{Rate: 80, Seconds: 60, Rows: 4800, AchievedRate: 80, Settled: true,
 			ToSendTemplate: Latency{N: 4800, P50: 6.2, P95: 9, P99: 42.5, Max: 80},
 			ToSentAt:       Latency{N: 4800, P50: 58, P95: 68, P99: 88, Max: 118},
@@ -49,6 +56,12 @@ func TestEvaluate(t *testing.T) {
 		"paced: commit → sendTemplate p99":                  true,
 		"burst: Postgres commits per notification":          true,
 		"paced: Postgres commits per notification":          false, // 4.5 > 4
+		"after burst: commit → sendTemplate p50":            true,
+		"after burst: commit → sendTemplate p99":            true,
+		"OMS commit rate, outbox / copy, daemon stopped":    true,
+		"OMS commit rate, outbox / copy, daemon working":    true,
+		"burst: WAL bytes per notification":                 true,
+		"burst: hookInfo calls per notification":            true,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("targets = %+v", r.Targets)
@@ -64,6 +77,8 @@ func TestEvaluateNeverPassesAnIncompleteRun(t *testing.T) {
 	r := sampleReport()
 	r.Burst.Complete = false
 	r.Paced.ToSendTemplate.Missing = 3
+	r.AfterBurst.ToSendTemplate.Missing = 1
+	r.OMSCost = nil
 	for _, tg := range Evaluate(r) {
 		if tg.Pass && !strings.HasPrefix(tg.Name, "paced: Postgres") {
 			t.Errorf("target %q passes on an incomplete phase", tg.Name)
@@ -73,7 +88,7 @@ func TestEvaluateNeverPassesAnIncompleteRun(t *testing.T) {
 
 func TestEvaluateSkipsPhasesNotRun(t *testing.T) {
 	r := sampleReport()
-	r.Burst, r.Paced = nil, nil
+	r.Burst, r.Paced, r.AfterBurst, r.OMSCost = nil, nil, nil, nil
 	if ts := Evaluate(r); len(ts) != 0 {
 		t.Errorf("targets with no phases: %+v", ts)
 	}
@@ -90,6 +105,8 @@ func TestWriteTable(t *testing.T) {
 		"CEILING", "5,000 rows/s",
 		"BURST", "20,000 cancellations", "1,600 /s", "12.5 s",
 		"PACED", "6.20", "42.5",
+		"OMS COST", "4,750 /s", "0.95", "0.70",
+		"AFTER BURST", "10,000 cancellations", "31.5",
 		"COST", "3.20", "4.50", "2,500",
 		"daemon peak RSS (VmHWM), whole run", "90 MiB",
 		"PASS", "MISS",
@@ -129,7 +146,7 @@ func TestWriteJSONRoundTrips(t *testing.T) {
 	if err := json.Unmarshal(raw, &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Burst.SentPerSec != 1600 || back.Paced.ToSendTemplate.P99 != 42.5 || back.Machine.Cores != 2 || len(back.Targets) != 5 {
+	if back.Burst.SentPerSec != 1600 || back.Paced.ToSendTemplate.P99 != 42.5 || back.Machine.Cores != 2 || len(back.Targets) != 11 {
 		t.Errorf("JSON lost figures: %+v", back)
 	}
 	for _, key := range []string{`"p50_ms"`, `"commits_per_notification"`, `"peak_rss_bytes"`, `"sent_per_s"`, `"rows_per_s"`} {

@@ -38,6 +38,7 @@ type runner struct {
 	sb              *sandbox.Control
 
 	idle            Rates
+	omsRows         int // rows of phaseOMS used so far
 	writerWALPerRow float64
 	writerRateAlone float64
 	maxOthers       int
@@ -73,6 +74,16 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if r.cfg.OMSCost {
+		stopped, err := r.omsCost(ctx, "daemon stopped")
+		if err != nil {
+			return err
+		}
+		r.rep.OMSCost = &OMSCostResult{Stopped: stopped}
+		if _, err := r.admin.Exec(ctx, "TRUNCATE "+r.table("outbox")); err != nil {
+			return fmt.Errorf("empty the outbox after the OMS cost: %w", err)
+		}
+	}
 	if r.cfg.Burst > 0 {
 		if err := r.baseline(ctx); err != nil {
 			return err
@@ -87,6 +98,17 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.measureIdle(ctx); err != nil {
 		return err
 	}
+	if r.cfg.OMSCost {
+		omsBefore := r.omsRows
+		working, err := r.omsCost(ctx, "daemon working")
+		if err != nil {
+			return err
+		}
+		r.rep.OMSCost.Working = working
+		if _, ok, err := r.settle(ctx, phaseOMS, working.OutboxRows); err != nil || !ok {
+			return errors.Join(err, fmt.Errorf("OMS cost: the %d rows written with the daemon working did not settle (rows %d…)", working.OutboxRows, omsBefore))
+		}
+	}
 	if r.cfg.PacedFor > 0 {
 		if err := r.paced(ctx); err != nil {
 			return err
@@ -97,7 +119,13 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 	}
-	r.rep.Complete = (r.rep.Paced == nil || r.rep.Paced.Settled) && (r.rep.Burst == nil || r.rep.Burst.Complete)
+	if r.cfg.AfterBurst > 0 && r.cfg.PacedFor > 0 {
+		if err := r.afterBurst(ctx); err != nil {
+			return err
+		}
+	}
+	r.rep.Complete = (r.rep.Paced == nil || r.rep.Paced.Settled) && (r.rep.Burst == nil || r.rep.Burst.Complete) &&
+		(r.rep.AfterBurst == nil || r.rep.AfterBurst.Settled)
 	return nil
 }
 
@@ -240,15 +268,27 @@ func (r *runner) startChildren(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	adminAddr, err := childproc.FreeAddr()
+	if err != nil {
+		return err
+	}
 	secret := make([]byte, 24)
 	_, _ = rand.Read(secret)
+	hookSecret := hex.EncodeToString(secret)
+	if c.NoWebhooks {
+		hookSecret = "" // statuses by hookInfo polling only
+	}
 	env := map[string]string{
 		"DATABASE_URL":                  withAppName(c.DatabaseURL, appPrefix+"-daemon"),
 		"CANCELNOTIFY_SCHEMA":           c.Schema,
 		"ONEMSG_API_URL":                base,
 		"CANCELNOTIFY_WEBHOOK_ADDR":     hookAddr,
-		"CANCELNOTIFY_WEBHOOK_SECRET":   hex.EncodeToString(secret),
-		"CANCELNOTIFY_RATE":             "0", // measure the daemon, not Meta's limit
+		"CANCELNOTIFY_WEBHOOK_SECRET":   hookSecret,
+		"CANCELNOTIFY_ADMIN_ADDR":       adminAddr,
+		"CANCELNOTIFY_ADMIN_USER":       "",
+		"CANCELNOTIFY_ADMIN_PASSWORD":   "",
+		"CANCELNOTIFY_PPROF":            "on", // profile the daemon during the run
+		"CANCELNOTIFY_RATE":             "0",  // measure the daemon, not Meta's limit
 		"CANCELNOTIFY_PAIR_INTERVAL":    "0",
 		"CANCELNOTIFY_TRACK_FIRST_POLL": c.TrackFirstPoll.String(),
 		"CANCELNOTIFY_CALLBACK_URL":     "",
@@ -275,14 +315,22 @@ func (r *runner) startChildren(ctx context.Context) error {
 		return err
 	}
 	r.rep.Daemon.PID = r.daemon.Pid()
-	// The daemon opens its webhook listener once River and the relay run.
+	r.rep.Daemon.AdminAddr = adminAddr
+	// The daemon opens its listeners once River and the relay run.
+	if err := childproc.WaitListening(ctx, adminAddr, 30*time.Second, r.daemon.Running); err != nil {
+		return fmt.Errorf("the daemon's admin listener: %w; see %s", err, r.daemon.LogPath())
+	}
+	if c.NoWebhooks {
+		r.logf("sandbox at %s (pid %d); daemon pid %d without webhooks (polling hookInfo), admin and pprof on %s", base, r.sandbox.Pid(), r.daemon.Pid(), adminAddr)
+		return nil
+	}
 	if err := childproc.WaitListening(ctx, hookAddr, 30*time.Second, r.daemon.Running); err != nil {
 		return fmt.Errorf("the daemon's webhook listener: %w; see %s", err, r.daemon.LogPath())
 	}
-	if err := registerWebhook(ctx, base, "http://"+hookAddr+webhook.PathPrefix+hex.EncodeToString(secret)); err != nil {
+	if err := registerWebhook(ctx, base, "http://"+hookAddr+webhook.PathPrefix+hookSecret); err != nil {
 		return err
 	}
-	r.logf("sandbox at %s (pid %d); daemon pid %d, webhook on %s", base, r.sandbox.Pid(), r.daemon.Pid(), hookAddr)
+	r.logf("sandbox at %s (pid %d); daemon pid %d, webhook on %s, admin and pprof on %s", base, r.sandbox.Pid(), r.daemon.Pid(), hookAddr, adminAddr)
 	return nil
 }
 
@@ -405,62 +453,107 @@ func (r *runner) cost(w *window, notifications int, writerTxs int) *Cost {
 // paced commits PacedRate rows per second for PacedFor and measures the
 // latency of each from its COMMIT.
 func (r *runner) paced(ctx context.Context) error {
+	res, err := r.pacedPhase(ctx, "paced", phasePaced, 0)
+	r.rep.Paced = res
+	return err
+}
+
+// afterBurst commits AfterBurst rows as fast as the writers can, then the
+// paced phase's rows: the latency of a send while a burst's messages are
+// sent and their statuses tracked.
+func (r *runner) afterBurst(ctx context.Context) error {
+	res, err := r.pacedPhase(ctx, "after-burst", phaseAfter, r.cfg.AfterBurst)
+	r.rep.AfterBurst = res
+	return err
+}
+
+// pacedPhase commits surge rows as fast as possible (none if 0), then
+// PacedRate rows of p per second for PacedFor, and measures the latency of
+// each paced row from its COMMIT.
+func (r *runner) pacedPhase(ctx context.Context, name string, p phase, surge int) (*PacedResult, error) {
 	c := r.cfg
 	conns, err := connectN(ctx, c.DatabaseURL, appPrefix+"-oms", pacedWriters)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closeAll(conns)
+	var surgeConns []*pgx.Conn
+	if surge > 0 {
+		if surgeConns, err = connectN(ctx, c.DatabaseURL, appPrefix+"-oms", c.Writers); err != nil {
+			return nil, err
+		}
+		defer closeAll(surgeConns)
+	}
 	w, err := r.open(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r.logf("paced: %s cancellations/s for %s", num(c.PacedRate), c.PacedFor)
-	writes, err := writePaced(ctx, conns, r.table("outbox"), phasePaced, c.PacedRate, c.PacedFor)
+	if surge > 0 {
+		r.logf("%s: %d cancellations from %d writers, then %s/s for %s", name, surge, c.Writers, num(c.PacedRate), c.PacedFor)
+		sw, err := writeAsFastAsPossible(ctx, surgeConns, r.table("outbox"), phaseSurge, surge, time.Time{})
+		closeAll(surgeConns)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		r.logf("%s: burst committed in %.1f s; pacing starts once it is sent, while its statuses are tracked", name, sw.Last.Sub(sw.First).Seconds())
+		if err := r.waitSent(ctx, phaseSurge, surge); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	} else {
+		r.logf("%s: %s cancellations/s for %s", name, num(c.PacedRate), c.PacedFor)
+	}
+	writes, err := writePaced(ctx, conns, r.table("outbox"), p, c.PacedRate, c.PacedFor)
 	closeAll(conns)
 	if err != nil {
-		return fmt.Errorf("paced: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	n := writes.Result.Rows
-	pr, settled, err := r.settle(ctx, phasePaced, n)
+	pr, settled, err := r.settle(ctx, p, n)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if surge > 0 {
+		sr, ok, err := r.settle(ctx, phaseSurge, surge)
+		if err != nil {
+			return nil, err
+		}
+		settled = settled && ok
+		pr.Settled += sr.Settled
 	}
 	if err := r.close(ctx, w); err != nil {
-		return err
+		return nil, err
 	}
 
 	reqs, err := r.sb.Requests(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	sentAt, err := r.mon.sentAt(ctx, phasePaced)
+	sentAt, err := r.mon.sentAt(ctx, p)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	statuses, err := r.mon.statuses(ctx, phasePaced)
+	statuses, err := r.mon.statuses(ctx, p)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res := &PacedResult{
-		Rate: c.PacedRate, Seconds: c.PacedFor.Seconds(), Rows: n,
+		Rate: c.PacedRate, Seconds: c.PacedFor.Seconds(), Rows: n, BurstBefore: surge,
 		AchievedRate:   rate(n-1, writes.Result.Last.Sub(writes.Result.First)), // n commits span n-1 intervals
 		Settled:        settled,
-		ToSendTemplate: Between(writes.Committed, arrivals(reqs, phasePaced)),
+		ToSendTemplate: Between(writes.Committed, arrivals(reqs, p)),
 		ToSentAt:       Between(writes.Committed, sentAt),
 		OMSTransaction: Summarize(writes.TxTime),
 		OtherCPU:       w.otherCPU,
-		Cost:           r.cost(w, n, n),
+		Cost:           r.cost(w, n+surge, n+surge),
 		Statuses:       statuses,
 	}
-	r.rep.Paced = res
-	r.checkQuiet("paced", w)
+	r.checkQuiet(name, w)
 	if !settled {
-		r.note("paced: only %d of %d messages settled within %s", pr.Settled, n, c.Timeout)
+		r.note("%s: only %d of %d messages settled within %s", name, pr.Settled, n+surge, c.Timeout)
 	}
-	r.logf("paced: commit → sendTemplate p50 %s ms, p99 %s ms; %s commits per notification",
-		num(res.ToSendTemplate.P50), num(res.ToSendTemplate.P99), num(res.Cost.CommitsPerNotification))
-	return nil
+	r.logf("%s: commit → sendTemplate p50 %s ms, p99 %s ms; %s commits per notification",
+		name, num(res.ToSendTemplate.P50), num(res.ToSendTemplate.P99), num(res.Cost.CommitsPerNotification))
+	return res, nil
 }
 
 // burst commits Burst rows as fast as the writers can and measures how
@@ -520,6 +613,29 @@ func (r *runner) burst(ctx context.Context) error {
 	r.logf("burst: %s notifications/s to sent, %s to final; %s commits per notification",
 		num(res.SentPerSec), num(res.FinalPerSec), num(res.Cost.CommitsPerNotification))
 	return nil
+}
+
+// waitSent waits until every row of p (n of them) has its wamid.
+func (r *runner) waitSent(ctx context.Context, p phase, n int) error {
+	deadline := time.Now().Add(r.cfg.Timeout)
+	for {
+		pr, err := r.mon.progress(ctx, p)
+		if err != nil {
+			return err
+		}
+		if pr.Sent >= n {
+			return nil
+		}
+		if err := r.daemon.Running(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of the %d %s rows were sent within %s", pr.Sent, n, p.name, r.cfg.Timeout)
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // settle waits until every row of p (n of them) is in a settled status and
@@ -658,6 +774,7 @@ func settingsOf(c Config) Settings {
 		Schema: c.Schema, SandboxLatency: c.SandboxLatency.String(),
 		DeliveredAfter: c.DeliveredAfter.String(), ReadAfter: c.ReadAfter.String(), TrackFirstPoll: c.TrackFirstPoll.String(),
 		Writers: c.Writers, Burst: c.Burst, PacedRate: c.PacedRate, PacedFor: c.PacedFor.String(),
+		AfterBurst: c.AfterBurst, Webhooks: !c.NoWebhooks,
 		SendWorkers:     daemonSetting(c.SendWorkers, "CANCELNOTIFY_SEND_WORKERS"),
 		DBMaxConns:      daemonSetting(c.DBMaxConns, "CANCELNOTIFY_DB_MAX_CONNS"),
 		DaemonOverrides: strings.Join(redactEnv(c.DaemonEnv), " "),

@@ -201,6 +201,8 @@ type Daemon struct {
 	river  *river.Client[pgx.Tx]
 	relay  *outbox.Relay
 	ledger *ledger.Ledger
+	// announcer NOTIFYs the status changes the ledger queues.
+	announcer *ledger.Announcer
 
 	webhook   *webhook.Receiver
 	webhookLn net.Listener
@@ -298,7 +300,8 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.SendTTL < 0 {
 		ttl = 30 * 24 * time.Hour // -1: Meta's 30 days
 	}
-	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m, SendTTL: ttl}
+	d.announcer = ledger.NewAnnouncer(ledger.AnnouncerConfig{Pool: pool, Schema: cfg.Schema, Logger: cfg.Logger})
+	d.ledger = &ledger.Ledger{Schema: cfg.Schema, Observer: m, SendTTL: ttl, Announcer: d.announcer}
 	var jch []jobs.Channel
 	var hch []health.Channel
 	for _, c := range d.chans {
@@ -493,6 +496,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		})
 	}
+	bgWG.Go(func() {
+		d.announcer.Run(bg)
+		// What the last transactions changed, announced before exiting.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for {
+			if n, err := d.announcer.Announce(fctx); err != nil || n == 0 {
+				return
+			}
+		}
+	})
 	if d.webhook != nil {
 		bgWG.Go(func() { d.webhook.AdoptHeld(bg, time.Second) })
 		serve("webhook", d.webhookLn, tracing.Handler(d.cfg.TracerProvider, d.webhook, "1msg webhook"), true)

@@ -252,10 +252,12 @@ func TestListenAndCallbacks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("LISTEN got %v then %v", listened, err)
 		}
-		var a ledger.Announcement
-		_ = json.Unmarshal([]byte(nt.Payload), &a)
-		if a.Schema == e.schema && a.EventID == "order-0" {
-			listened = append(listened, string(a.Status))
+		for _, line := range strings.Split(nt.Payload, "\n") { // one change per line
+			var a ledger.Announcement
+			_ = json.Unmarshal([]byte(line), &a)
+			if a.Schema == e.schema && a.EventID == "order-0" {
+				listened = append(listened, string(a.Status))
+			}
 		}
 	}
 	if want := "[queued sending sent delivered read]"; fmtList(listened) != want {

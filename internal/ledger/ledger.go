@@ -27,7 +27,8 @@ const (
 	SourceDaemon   Source = "daemon"
 )
 
-// StatusChannel is the NOTIFY channel that announces every status change.
+// StatusChannel is the NOTIFY channel that announces every status change;
+// see Announcer for the payload.
 const StatusChannel = "cancelnotify_status"
 
 // DB is what the read functions need: a pool, a connection or a transaction.
@@ -263,7 +264,12 @@ type Observer interface {
 }
 
 // Ledger writes statuses. The zero value works; Schema only labels the
-// NOTIFY payloads, OnChange and Observer are optional.
+// NOTIFY payloads, OnChange, Observer and Announcer are optional.
+//
+// Every status change is queued in status_announcement in its own
+// transaction; an Announcer NOTIFYs it. Without one in this process (the
+// operator commands), a running daemon's Announcer finds the changes at its
+// next poll.
 type Ledger struct {
 	Schema   string
 	OnChange ChangeFunc
@@ -271,6 +277,9 @@ type Ledger struct {
 	// SendTTL is ONEMSG_SEND_TTL: a failed or expired status that comes this
 	// long or longer after sent_at says Meta dropped the message for it.
 	SendTTL time.Duration
+	// Announcer, when set, is woken by every transaction that queues
+	// changes, so that they are announced within milliseconds of its commit.
+	Announcer interface{ Wake() }
 }
 
 // event is a notification_event row to write.
@@ -356,11 +365,15 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 		queueEvents(b, w.events)
 	}
 	if len(w.changes) > 0 {
+		// Queued for the Announcer rather than NOTIFYed here: a NOTIFY would
+		// make this commit wait for Postgres's database-wide notification
+		// lock, which every other NOTIFYing commit holds in turn.
 		payloads := make([]string, len(w.changes))
 		for i, c := range w.changes {
 			payloads[i] = string(c.AnnouncementJSON(l.Schema))
 		}
-		b.Queue("SELECT pg_notify($1, p) FROM unnest($2::text[]) p", StatusChannel, payloads)
+		b.Queue(`INSERT INTO status_announcement (payload)
+			SELECT p FROM unnest($1::text[]) WITH ORDINALITY AS u(p, i) ORDER BY i`, payloads)
 	}
 	if b.Len() > 0 {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -374,6 +387,9 @@ func (w *writer) flush(ctx context.Context, l *Ledger, tx pgx.Tx, updateRows boo
 	}
 	if l.Observer != nil && len(w.changes) > 0 {
 		l.Observer.Changed(w.changes)
+	}
+	if l.Announcer != nil && len(w.changes) > 0 {
+		l.Announcer.Wake()
 	}
 	return nil
 }

@@ -183,6 +183,10 @@ func TestApplyAnnouncesChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	an := ledger.NewAnnouncer(ledger.AnnouncerConfig{Pool: pool, Schema: schema})
+	l.Announcer = an
+	go an.Run(ctx)
+
 	n := create(t, pool, l, 7, ledger.StatusSending)
 	apply(t, pool, l, ledger.Report{NotificationID: n.ID, Wamid: "wamid.l1", Status: "sent", Source: ledger.SourceAPI})
 	apply(t, pool, l,
@@ -193,11 +197,17 @@ func TestApplyAnnouncesChanges(t *testing.T) {
 	apply(t, pool, l, ledger.Report{Wamid: "wamid.l1", Status: "delivered", Source: ledger.SourcePoll})
 
 	var got []string
+	var lines []string
 	for len(got) < 4 {
-		nt, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			t.Fatalf("after %v: %v", got, err)
+		if len(lines) == 0 {
+			nt, err := conn.WaitForNotification(ctx)
+			if err != nil {
+				t.Fatalf("after %v: %v", got, err)
+			}
+			lines = strings.Split(nt.Payload, "\n")
 		}
+		line := lines[0]
+		lines = lines[1:]
 		var p struct {
 			Schema      string `json:"schema"`
 			EventID     string `json:"event_id"`
@@ -206,14 +216,14 @@ func TestApplyAnnouncesChanges(t *testing.T) {
 			Wamid       string `json:"wamid"`
 			At          string `json:"at"`
 		}
-		if err := json.Unmarshal([]byte(nt.Payload), &p); err != nil {
+		if err := json.Unmarshal([]byte(line), &p); err != nil {
 			t.Fatal(err)
 		}
 		if p.Schema != schema {
 			continue // another test's schema
 		}
 		if p.EventID != "order-7-cancelled" || p.OrderNumber != "7" || p.At == "" {
-			t.Errorf("payload %s", nt.Payload)
+			t.Errorf("payload %s", line)
 		}
 		got = append(got, p.Status)
 	}
@@ -221,21 +231,52 @@ func TestApplyAnnouncesChanges(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("notifications %v, want %v", got, want)
 	}
-	// Nothing more: the duplicate delivered and the late delivered changed nothing.
-	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancelShort()
+	// Nothing more: the duplicate delivered and the late delivered changed
+	// nothing. Everything committed has been announced once the queue is
+	// empty; a marker NOTIFYed after that arrives after every announcement.
+	waitEmpty(t, pool)
+	if _, err := pool.Exec(ctx, "SELECT pg_notify($1, 'marker-'||$2)", ledger.StatusChannel, schema); err != nil {
+		t.Fatal(err)
+	}
 	for {
-		nt, err := conn.WaitForNotification(short)
-		if err != nil {
+		if len(lines) == 0 {
+			nt, err := conn.WaitForNotification(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = strings.Split(nt.Payload, "\n")
+		}
+		line := lines[0]
+		lines = lines[1:]
+		if line == "marker-"+schema {
 			break
 		}
 		var p struct {
 			Schema string `json:"schema"`
 		}
-		_ = json.Unmarshal([]byte(nt.Payload), &p)
+		_ = json.Unmarshal([]byte(line), &p)
 		if p.Schema == schema {
-			t.Errorf("unexpected extra notification %s", nt.Payload)
+			t.Errorf("unexpected extra notification %s", line)
 		}
+	}
+}
+
+// waitEmpty waits until every queued status change has been announced.
+func waitEmpty(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var left int
+		if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM status_announcement").Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d status changes still not announced after 10s", left)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
