@@ -51,12 +51,13 @@ func (s *settings) channelsFile(o *option, def oneMsgValues) []fileChannel {
 			s.fail("%s: channel_id %s is ONEMSG_CHANNEL_ID, the default channel: one 1MSG channel can have only one name", at, sp.ChannelID)
 		}
 		c := fileChannel{Channel: daemon.Channel{
-			Name:      sp.Name,
-			OneMsg:    onemsg.Config{BaseURL: def.client.BaseURL, Channel: sp.ChannelID, Token: s.channelToken(at, sp), Timeout: def.client.Timeout},
-			Template:  sp.Template,
-			Namespace: sp.Namespace,
-			Language:  sp.Language,
-			Rate:      channels.DefaultRate,
+			Name:        sp.Name,
+			OneMsg:      onemsg.Config{BaseURL: def.client.BaseURL, Channel: sp.ChannelID, Token: s.channelToken(at, sp), Timeout: def.client.Timeout},
+			Template:    sp.Template,
+			Namespace:   sp.Namespace,
+			Language:    sp.Language,
+			Rate:        channels.DefaultRate,
+			PhoneRegion: sp.PhoneRegion,
 		}}
 		if sp.APIURL != "" {
 			c.OneMsg.BaseURL = sp.APIURL
@@ -107,13 +108,17 @@ func (s *settings) channelToken(at string, sp channels.Spec) string {
 }
 
 // daemonChannels are the file's channels with CANCELNOTIFY_PAIR_INTERVAL
-// where the file gives no pair_interval.
-func (v oneMsgValues) daemonChannels(pair time.Duration) []daemon.Channel {
+// and CANCELNOTIFY_PHONE_REGION where the file gives no pair_interval or
+// phone_region.
+func (v oneMsgValues) daemonChannels(pair time.Duration, region string) []daemon.Channel {
 	out := make([]daemon.Channel, len(v.more))
 	for i, c := range v.more {
 		out[i] = c.Channel
 		if !c.pairSet {
 			out[i].PairInterval = pair
+		}
+		if out[i].PhoneRegion == "" {
+			out[i].PhoneRegion = region
 		}
 	}
 	return out

@@ -57,6 +57,14 @@ func TestChannelsFileErrors(t *testing.T) {
 			`line 4: unknown field "tokenfile": the known fields are name, channel_id, token_file`,
 			`line 7: unknown field "colour"`,
 		}},
+		{"phone region", write("region.yaml", `channels:
+  - name: brand-b
+    channel_id: ODI2
+    token_file: `+tokB+`
+    template: t
+    namespace: ns
+    phone_region: XX
+`), []string{`channels[0] (brand-b): phone_region: "XX" is not an ISO 3166 country code`}},
 		{"unknown top-level key", write("top.yaml", "channel:\n  - name: x\n"), []string{`line 1: unknown key "channel": the file has one key, channels`}},
 		{"duplicates, missing fields and tokens", write("many.yaml", `channels:
   - name: brand-b

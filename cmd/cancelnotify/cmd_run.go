@@ -276,7 +276,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	cfg.OneMsg, cfg.Template, cfg.Namespace, cfg.Language = omv.client, omv.template, omv.namespace, omv.language
 	cfg.SendTTL = omv.sendTTL
 	do.apply(s, &cfg)
-	cfg.Channels = omv.daemonChannels(cfg.PairInterval)
+	cfg.Channels = omv.daemonChannels(cfg.PairInterval, cfg.PhoneRegion)
 	cfg.Logger = lo.logger(s, e.stderr)
 	if err := s.err(); err != nil {
 		return err

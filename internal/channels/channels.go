@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/outbox"
 )
 
 // Default names the channel of the ONEMSG_* variables.
@@ -57,6 +58,9 @@ type Spec struct {
 	PairInterval *time.Duration
 	// APIURL is 1MSG's base URL for this channel; default ONEMSG_API_URL.
 	APIURL string
+	// PhoneRegion reads this channel's phones written without a country
+	// code (ISO 3166, e.g. DE); default CANCELNOTIFY_PHONE_REGION.
+	PhoneRegion string
 }
 
 // spec is Spec as written in YAML: the durations as text.
@@ -70,6 +74,7 @@ type spec struct {
 	Rate         *float64 `yaml:"rate"`
 	PairInterval *string  `yaml:"pair_interval"`
 	APIURL       string   `yaml:"api_url"`
+	PhoneRegion  string   `yaml:"phone_region"`
 }
 
 type file struct {
@@ -122,7 +127,7 @@ func Parse(r io.Reader) ([]Spec, []string) {
 		}
 		s := Spec{Name: strings.TrimSpace(c.Name), ChannelID: strings.TrimSpace(c.ChannelID), TokenFile: strings.TrimSpace(c.TokenFile),
 			Template: strings.TrimSpace(c.Template), Namespace: strings.TrimSpace(c.Namespace), Language: strings.TrimSpace(c.Language),
-			Rate: c.Rate, APIURL: strings.TrimSpace(c.APIURL)}
+			Rate: c.Rate, APIURL: strings.TrimSpace(c.APIURL), PhoneRegion: strings.TrimSpace(c.PhoneRegion)}
 		switch {
 		case s.Name == "":
 			fail("%s: name is missing: give each channel the name a payload's \"channel\" key will use, e.g. name: brand-b", at)
@@ -166,6 +171,9 @@ func Parse(r io.Reader) ([]Spec, []string) {
 			} else {
 				s.PairInterval = &d
 			}
+		}
+		if err := outbox.CheckPhoneRegion(s.PhoneRegion); err != nil {
+			fail("%s: phone_region: %v; or leave it out for CANCELNOTIFY_PHONE_REGION", at, err)
 		}
 		if s.APIURL != "" && !strings.HasPrefix(s.APIURL, "http://") && !strings.HasPrefix(s.APIURL, "https://") {
 			fail("%s: api_url %q is not an http(s) URL: write it like https://api.1msg.io, or leave it out for ONEMSG_API_URL", at, s.APIURL)

@@ -177,6 +177,7 @@ type Channel struct {
 	Body         string // template body text; default: read by the preflight, else the seed's
 	Rate         float64
 	PairInterval time.Duration
+	PhoneRegion  string // reads phones without a country code; see Config.PhoneRegion
 }
 
 // ErrAdminExposed refuses an admin listener reachable from other machines
@@ -223,7 +224,7 @@ type channel struct {
 // channels lists every configured channel, the default one first.
 func (cfg *Config) channels() []Channel {
 	def := Channel{Name: ledger.DefaultChannel, OneMsg: cfg.OneMsg, Template: cfg.Template, Namespace: cfg.Namespace,
-		Language: cfg.Language, Body: cfg.Body, Rate: cfg.Rate, PairInterval: cfg.PairInterval}
+		Language: cfg.Language, Body: cfg.Body, Rate: cfg.Rate, PairInterval: cfg.PairInterval, PhoneRegion: cfg.PhoneRegion}
 	out := []Channel{def}
 	for _, c := range cfg.Channels {
 		if c.OneMsg.BaseURL == "" {
@@ -373,11 +374,11 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	var more []outbox.OneMsgChannel
 	for _, c := range d.chans[1:] {
 		more = append(more, outbox.OneMsgChannel{Name: c.Name, Template: c.Template,
-			Rules: outbox.Validator{Language: c.Language, Body: c.Body, PhoneRegion: cfg.PhoneRegion}, PairInterval: c.PairInterval})
+			Rules: outbox.Validator{Language: c.Language, Body: c.Body, PhoneRegion: c.PhoneRegion}, PairInterval: c.PairInterval})
 	}
 	d.relay = outbox.NewRelay(outbox.RelayConfig{
 		Pool: pool, Schema: cfg.Schema, Jobs: d.river, Ledger: d.ledger,
-		Validator: outbox.Validator{Language: def.Language, Body: def.Body, PhoneRegion: cfg.PhoneRegion}, Template: def.Template, Channels: more,
+		Validator: outbox.Validator{Language: def.Language, Body: def.Body, PhoneRegion: def.PhoneRegion}, Template: def.Template, Channels: more,
 		BatchSize: cfg.RelayBatchSize, PollInterval: cfg.RelayPollInterval, PairInterval: def.PairInterval, Logger: cfg.Logger,
 		TracerProvider: cfg.TracerProvider,
 	})

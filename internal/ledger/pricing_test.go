@@ -153,8 +153,19 @@ func listenStatus(t *testing.T, pool *pgxpool.Pool, schema string) func() ledger
 	if _, err := conn.Exec(ctx, "LISTEN "+ledger.StatusChannel); err != nil {
 		t.Fatal(err)
 	}
+	announcer := ledger.NewAnnouncer(ledger.AnnouncerConfig{Pool: pool, Schema: schema})
 	return func() ledger.Announcement {
 		t.Helper()
+		// What the ledger queued, NOTIFYed now as the daemon's announcer would.
+		for {
+			n, err := announcer.Announce(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
 		var last ledger.Announcement
 		wait := 5 * time.Second // the first one; the rest were sent with it
 		for {
@@ -170,14 +181,16 @@ func listenStatus(t *testing.T, pool *pgxpool.Pool, schema string) func() ledger
 			if !strings.Contains(n.Payload, `"schema":"`+schema+`"`) {
 				continue // another test's schema in the same database
 			}
-			var a ledger.Announcement
-			if err := json.Unmarshal([]byte(n.Payload), &a); err != nil {
-				t.Fatalf("%v: %s", err, n.Payload)
+			for _, line := range strings.Split(n.Payload, "\n") { // one change per line
+				var a ledger.Announcement
+				if err := json.Unmarshal([]byte(line), &a); err != nil {
+					t.Fatalf("%v: %s", err, line)
+				}
+				if a.Schema != schema {
+					continue // another test's: the channel is shared by every schema
+				}
+				last, wait = a, 300*time.Millisecond
 			}
-			if a.Schema != schema {
-				continue // another test's: the channel is shared by every schema
-			}
-			last, wait = a, 300*time.Millisecond
 		}
 	}
 }

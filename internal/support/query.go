@@ -269,7 +269,11 @@ func (h *Handler) view(ctx context.Context, eventID string) (*view, error) {
 			v.Actions = append(v.Actions, actionButton{Name: name, action: a})
 		}
 	}
-	v.Message = h.texts.message(ctx, n)
+	texts := h.texts[n.Channel]
+	if texts == nil {
+		texts = h.texts[ledger.DefaultChannel] // a channel no longer configured
+	}
+	v.Message = texts.message(ctx, n)
 	return v, nil
 }
 

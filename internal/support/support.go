@@ -39,8 +39,11 @@ type Config struct {
 	Operator *redrive.Operator // runs retry and resolve; Who is replaced by the signed-in user
 	// Templates gives the template text the customer saw (GET /templates of
 	// 1MSG), cached for TemplateTTL; Body is used when 1MSG does not answer.
-	Templates   Templates
-	Body        string        // configured template body; default outbox.DefaultBody
+	Templates Templates
+	Body      string // configured template body; default outbox.DefaultBody
+	// Channels are the channels besides the default one (Templates and
+	// Body above), by notification.channel name.
+	Channels    map[string]ChannelTexts
 	TemplateTTL time.Duration // default 5 minutes
 	// RiverUI is the path of River UI on the same listener, for links to
 	// jobs; default "/riverui".
@@ -49,13 +52,20 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
+// ChannelTexts is where a channel's template text comes from: its 1MSG
+// client's GET /templates, else Body.
+type ChannelTexts struct {
+	Templates Templates
+	Body      string
+}
+
 // Handler serves /notifications and /notifications/{event_id}.
 type Handler struct {
 	cfg   Config
 	mux   *http.ServeMux
 	pages *template.Template
 	csrf  *csrf
-	texts *templateCache
+	texts map[string]*templateCache // by channel name
 }
 
 // New returns the page's handler.
@@ -84,7 +94,10 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), pages: pages, csrf: key,
-		texts: &templateCache{src: cfg.Templates, ttl: cfg.TemplateTTL, fallback: cfg.Body}}
+		texts: map[string]*templateCache{ledger.DefaultChannel: {src: cfg.Templates, ttl: cfg.TemplateTTL, fallback: cfg.Body}}}
+	for name, c := range cfg.Channels {
+		h.texts[name] = &templateCache{src: c.Templates, ttl: cfg.TemplateTTL, fallback: c.Body}
+	}
 	h.mux.HandleFunc("GET /notifications", h.list)
 	h.mux.HandleFunc("GET /notifications/{event_id}", h.detail)
 	h.mux.HandleFunc("POST /notifications/{event_id}/{action}", h.act)
