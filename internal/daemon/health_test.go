@@ -411,3 +411,28 @@ func TestLanguageFallbackAndTTLRequests(t *testing.T) {
 		t.Errorf("a missing payload language held the channel")
 	}
 }
+
+// CANCELNOTIFY_SEND_FOR still ends a message that its held channel kept
+// from going out, and the reason says the channel was down.
+func TestSendForEndsAHeldMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, fastSandbox())
+	e.sb.RevokeToken()
+	cfg := e.healthConfig()
+	cfg.SendFor = 3 * time.Second
+	e.start(cfg)
+	e.insert("held-too-long", orderPayload(1))
+	e.waitFinal(30*time.Second, "held-too-long")
+
+	var status, reason string
+	if err := e.pool.QueryRow(context.Background(), "SELECT status, coalesce(error, '') FROM notification WHERE event_id = 'held-too-long'").
+		Scan(&status, &reason); err != nil {
+		t.Fatal(err)
+	}
+	if status != "failed" || !strings.Contains(reason, "CANCELNOTIFY_SEND_FOR") || !strings.Contains(reason, "channel default was down") {
+		t.Errorf("status %s, reason %q; want failed, naming CANCELNOTIFY_SEND_FOR and the channel that was down", status, reason)
+	}
+	if n := len(e.sb.Requests()); n > 3 {
+		t.Errorf("%d sendTemplate calls while the channel was held; want a handful at most (the first refusal and trials)", n)
+	}
+}
