@@ -116,15 +116,18 @@ type Check struct {
 
 // RunInfo describes the run the report is about; Run fills it.
 type RunInfo struct {
-	Schema     string          `json:"schema"`
-	Seed       uint64          `json:"seed"`
-	Rows       int             `json:"rows"`
-	Writers    int             `json:"writers"`
-	Kills      int             `json:"kills_planned"`
-	PGRestarts int             `json:"postgres_restarts_planned"`
-	Faults     string          `json:"faults"`
-	LogDir     string          `json:"log_dir,omitempty"` // kept when the run failed or --keep
-	Sandbox    *SandboxSummary `json:"sandbox,omitempty"` // every channel together
+	Schema     string `json:"schema"`
+	Seed       uint64 `json:"seed"`
+	Rows       int    `json:"rows"`
+	Writers    int    `json:"writers"`
+	Kills      int    `json:"kills_planned"`
+	PGRestarts int    `json:"postgres_restarts_planned"`
+	Faults     string `json:"faults"`
+	// SecondShare is the share of rows with a valid payload that name
+	// SecondChannel.
+	SecondShare float64         `json:"second_channel_share"`
+	LogDir      string          `json:"log_dir,omitempty"` // kept when the run failed or --keep
+	Sandbox     *SandboxSummary `json:"sandbox,omitempty"` // every channel together
 	// SandboxByChannel is what each channel counted, by channel name.
 	SandboxByChannel map[string]*SandboxSummary `json:"sandbox_by_channel,omitempty"`
 }

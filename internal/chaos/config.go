@@ -15,6 +15,7 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
@@ -153,4 +154,6 @@ func describeFaults(f sandbox.Faults, failShare float64) string {
 		pct(f.DuplicateAcks), pct(f.OutOfOrderAcks), pct(failShare))
 }
 
-func pct(v float64) string { return fmt.Sprintf("%g%%", v*100) }
+// pct writes a share as a percentage, to a tenth: 1-0.3 is 70%, not
+// 69.99999999999999%.
+func pct(v float64) string { return fmt.Sprintf("%g%%", math.Round(v*1000)/10) }

@@ -18,7 +18,19 @@ func Render(w io.Writer, r *Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cancelnotify chaos run: %d rows, %d writers, seed %d, schema %s\n",
 		r.Run.Rows, r.Run.Writers, r.Run.Seed, r.Run.Schema)
-	fmt.Fprintf(&b, "sandbox faults: %s\n\n", r.Run.Faults)
+	fmt.Fprintf(&b, "sandbox faults: %s\n", r.Run.Faults)
+	var chans []string
+	for i, c := range r.Channels {
+		share := 1 - r.Run.SecondShare
+		if i > 0 {
+			share = r.Run.SecondShare
+		}
+		chans = append(chans, fmt.Sprintf("%s (%s, template %s/%s, %s of valid rows)", c.Name, c.ID, c.Namespace, c.Template, pct(share)))
+	}
+	if len(chans) > 0 {
+		fmt.Fprintf(&b, "channels: %s\n", strings.Join(chans, "; "))
+	}
+	b.WriteString("\n")
 
 	var t table
 	line := func(label string, value any, note ...string) {

@@ -137,7 +137,7 @@ func (r *runner) run(ctx context.Context) (rep *Report, err error) {
 	rep = Account(*facts)
 	rep.Run = RunInfo{Schema: r.db.schema, Seed: r.cfg.Seed, Rows: r.cfg.Rows, Writers: r.cfg.Writers,
 		Kills: r.cfg.Kills, PGRestarts: r.cfg.PGRestarts, Faults: describeFaults(r.cfg.Faults, r.cfg.FailShare),
-		LogDir: r.logDir, Sandbox: r.sbStats, SandboxByChannel: r.sbByChan}
+		SecondShare: r.cfg.SecondShare, LogDir: r.logDir, Sandbox: r.sbStats, SandboxByChannel: r.sbByChan}
 	if !rep.Passed {
 		rep.Evidence = r.evidence(rep)
 	}
