@@ -52,9 +52,9 @@ clean:
 	rm -rf bin
 
 # The chaos run (README.md, "The chaos run"): 10,000 cancellations from
-# concurrent writers while the daemon is SIGKILLed 5 times, Postgres restarts
-# once and the sandbox injects faults; prints one accounting table, non-zero
-# on a failed must. It restarts the machine's Postgres: other tests running
+# concurrent writers through two 1MSG channels while the daemon is SIGKILLed
+# 5 times, Postgres restarts once and the sandbox injects faults; prints one
+# accounting table, non-zero on a failed must. It restarts the machine's Postgres: other tests running
 # meanwhile see their connections drop.
 # More flags: make chaos CHAOS_FLAGS="--keep --seed 42"
 chaos: build

@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string) int {
 	fs.IntVar(&cfg.PGRestarts, "pg-restarts", cfg.PGRestarts, "Postgres restarts while writing")
 	fs.Float64Var(&cfg.RollbackShare, "rollback-share", cfg.RollbackShare, "share of OMS transactions rolled back")
 	fs.Float64Var(&cfg.InvalidShare, "invalid-share", cfg.InvalidShare, "share of committed rows with an invalid payload")
+	fs.Float64Var(&cfg.SecondShare, "second-channel-share", cfg.SecondShare, "share of valid rows sent through the second channel "+chaos.SecondChannel+" (0 = the default channel only)")
 	fs.Float64Var(&cfg.FailShare, "fail-share", cfg.FailShare, "share of accepted messages WhatsApp reports failed")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "the daemon's CANCELNOTIFY_RATE, messages/s (0 = unlimited)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed of the plan, the faults and the sandbox (0 = time-based; printed)")

@@ -40,6 +40,7 @@ type WriteResult struct {
 // (Status "" when the relay never created one).
 type OutboxRow struct {
 	EventID   string `json:"event_id"`
+	Channel   string `json:"channel,omitempty"` // notification.channel
 	Status    string `json:"status"`
 	Wamid     string `json:"wamid,omitempty"`
 	ErrorCode string `json:"error_code,omitempty"`
@@ -51,9 +52,20 @@ type OutboxRow struct {
 type AcceptedMessage struct {
 	Wamid       string
 	OrderNumber string // params[1]
+	Channel     string // the name of the channel that accepted it
+	Template    string
+	Namespace   string
 	Dropped     bool   // accepted, then the connection was closed
 	Status      string // the strongest status WhatsApp reported for it
 	Planned     string // the status WhatsApp ends it with
+}
+
+// SentRequest is a sendTemplate request as a channel of the sandbox
+// received it.
+type SentRequest struct {
+	Channel string // the name of the channel it was sent to
+	Outcome string // sandbox.Outcome
+	TokenOK bool   // it carried that channel's token
 }
 
 // PendingJob is a send or track job not finished at the end.
@@ -74,9 +86,11 @@ type DaemonExit struct {
 
 // Facts is everything the run observed, collected before any judgement.
 type Facts struct {
+	Channels  []ChannelInfo // the default channel first
 	Writes    []WriteResult
 	Outbox    []OutboxRow
-	Messages  []AcceptedMessage
+	Messages  []AcceptedMessage // of every channel
+	Requests  []SentRequest     // of every channel
 	Pending   []PendingJob
 	Kills     int
 	Exits     []DaemonExit
@@ -102,15 +116,20 @@ type Check struct {
 
 // RunInfo describes the run the report is about; Run fills it.
 type RunInfo struct {
-	Schema     string          `json:"schema"`
-	Seed       uint64          `json:"seed"`
-	Rows       int             `json:"rows"`
-	Writers    int             `json:"writers"`
-	Kills      int             `json:"kills_planned"`
-	PGRestarts int             `json:"postgres_restarts_planned"`
-	Faults     string          `json:"faults"`
-	LogDir     string          `json:"log_dir,omitempty"` // kept when the run failed or --keep
-	Sandbox    *SandboxSummary `json:"sandbox,omitempty"`
+	Schema     string `json:"schema"`
+	Seed       uint64 `json:"seed"`
+	Rows       int    `json:"rows"`
+	Writers    int    `json:"writers"`
+	Kills      int    `json:"kills_planned"`
+	PGRestarts int    `json:"postgres_restarts_planned"`
+	Faults     string `json:"faults"`
+	// SecondShare is the share of rows with a valid payload that name
+	// SecondChannel.
+	SecondShare float64         `json:"second_channel_share"`
+	LogDir      string          `json:"log_dir,omitempty"` // kept when the run failed or --keep
+	Sandbox     *SandboxSummary `json:"sandbox,omitempty"` // every channel together
+	// SandboxByChannel is what each channel counted, by channel name.
+	SandboxByChannel map[string]*SandboxSummary `json:"sandbox_by_channel,omitempty"`
 }
 
 // SandboxSummary is what the sandbox counted, from /_sandbox/stats.
@@ -121,6 +140,7 @@ type SandboxSummary struct {
 	Faulted       int64 `json:"faulted"`
 	Throttled     int64 `json:"throttled"`
 	Rejected      int64 `json:"rejected"`
+	Unauthorized  int64 `json:"unauthorized"`
 	HookInfoCalls int64 `json:"hookinfo_calls"`
 	MessagesCalls int64 `json:"messages_calls"`
 	AcksPushed    int64 `json:"acks_pushed"`
@@ -166,6 +186,12 @@ type Report struct {
 	StatusMismatch      []string `json:"status_mismatch"`       // final status differs from WhatsApp's last word
 	StrayMessages       []string `json:"stray_messages"`        // wamids of messages that belong to no row
 
+	// Channels is the accounting per channel, the default one first.
+	Channels             []ChannelReport `json:"channels"`
+	WrongChannelRows     []string        `json:"wrong_channel_rows"`     // the ledger put the row on another channel than its payload names
+	WrongChannelMessages []string        `json:"wrong_channel_messages"` // accepted through another channel (or template) than the row names
+	WrongTokenRequests   int             `json:"wrong_token_requests"`   // sendTemplate requests without the channel's own token
+
 	PendingJobs     []PendingJob `json:"pending_jobs"`
 	Kills           int          `json:"daemon_kills"`
 	UnexpectedExits []DaemonExit `json:"daemon_unexpected_exits"`
@@ -180,6 +206,31 @@ type Report struct {
 	Evidence []string `json:"evidence,omitempty"`
 }
 
+// ChannelReport is the accounting of one channel.
+type ChannelReport struct {
+	ChannelInfo
+	// Rows counts the outbox rows the ledger put on the channel
+	// (notification.channel), StatusCounts their statuses.
+	Rows         int            `json:"rows"`
+	StatusCounts map[string]int `json:"status_counts"`
+	// SentRows counts the rows whose payload names the channel and that
+	// have a wamid; SentExactlyOnce those of them with exactly one
+	// accepted message, accepted through this channel.
+	SentRows        int `json:"sent_rows"`
+	SentExactlyOnce int `json:"sent_exactly_once"`
+	// AcceptedMessages counts the messages this channel accepted.
+	AcceptedMessages int `json:"accepted_messages"`
+	// Requests counts the sendTemplate requests it received; WrongToken
+	// those without its own token.
+	Requests   int `json:"send_requests"`
+	WrongToken int `json:"wrong_token_requests"`
+}
+
+// exactlyOnceCheck names the per-channel must.
+func exactlyOnceCheck(channel string) string {
+	return fmt.Sprintf("channel %s: sent rows with exactly 1 accepted message, through it", channel)
+}
+
 // Account turns the facts into the report. It only counts and compares, so
 // it is tested without Postgres or processes.
 func Account(f Facts) *Report {
@@ -188,6 +239,28 @@ func Account(f Facts) *Report {
 		FailedByCode: map[string]int{}, Kills: f.Kills, UnexpectedExits: f.Exits, PGRestarts: f.PGRestart,
 		Wall: f.Wall.Round(time.Second).String(), Writing: f.Writing.Round(time.Second).String(),
 		Quiesced: f.Quiesced, PendingJobs: f.Pending, AcceptedMessages: len(f.Messages),
+	}
+	byName := map[string]*ChannelReport{}
+	r.Channels = make([]ChannelReport, len(f.Channels))
+	for i, c := range f.Channels {
+		r.Channels[i] = ChannelReport{ChannelInfo: c, StatusCounts: map[string]int{}}
+		byName[c.Name] = &r.Channels[i]
+	}
+	for _, m := range f.Messages {
+		if c, ok := byName[m.Channel]; ok {
+			c.AcceptedMessages++
+		}
+	}
+	for _, q := range f.Requests {
+		if c, ok := byName[q.Channel]; ok {
+			c.Requests++
+			if !q.TokenOK {
+				c.WrongToken++
+			}
+		}
+		if !q.TokenOK {
+			r.WrongTokenRequests++
+		}
 	}
 
 	planned := map[string]WriteResult{} // by event id
@@ -241,7 +314,12 @@ func Account(f Facts) *Report {
 		}
 		r.OutboxRows++
 		r.accountStatus(row, w, known)
+		if c, ok := byName[row.Channel]; ok {
+			c.Rows++
+			c.StatusCounts[row.Status]++
+		}
 		if known {
+			r.accountChannel(row, w, msgs[w.Row.OrderNumber], byName)
 			r.accountMessages(row, msgs[w.Row.OrderNumber])
 		}
 	}
@@ -266,7 +344,7 @@ func Account(f Facts) *Report {
 	}
 	for _, s := range []*[]string{&r.LostCommits, &r.UnbelievedRows, &r.RolledBackSent, &r.NotFinal, &r.InDoubt,
 		&r.InvalidNotRejected, &r.ValidRejected, &r.SentUnknownWamid, &r.Duplicates, &r.InDoubtDuplicates,
-		&r.AcceptedNotRecorded, &r.StrayMessages} {
+		&r.AcceptedNotRecorded, &r.StrayMessages, &r.WrongChannelRows, &r.WrongChannelMessages} {
 		if *s == nil {
 			*s = []string{} // [] rather than null in --json
 		}
@@ -313,6 +391,33 @@ func (r *Report) accountStatus(row OutboxRow, w WriteResult, known bool) {
 	}
 	if w.Row.Kind == KindValid && row.Status == "rejected" {
 		r.ValidRejected = append(r.ValidRejected, fmt.Sprintf("%s (%s: %s)", row.EventID, row.ErrorCode, row.Error))
+	}
+}
+
+// accountChannel checks that a row went out through the channel its
+// payload names: the ledger's notification.channel, and the channel,
+// template and namespace of every message accepted for its order.
+func (r *Report) accountChannel(row OutboxRow, w WriteResult, ms []AcceptedMessage, byName map[string]*ChannelReport) {
+	want := w.Row.Channel
+	if want == "" {
+		return // an invalid row goes out through no channel
+	}
+	if row.Status != "" && row.Channel != want {
+		r.WrongChannelRows = append(r.WrongChannelRows, fmt.Sprintf("%s (names %s, ledger says %s)", row.EventID, want, row.Channel))
+	}
+	c, ok := byName[want]
+	for _, m := range ms {
+		if !ok || m.Channel != want || m.Template != c.Template || m.Namespace != c.Namespace {
+			r.WrongChannelMessages = append(r.WrongChannelMessages, fmt.Sprintf("%s (names %s; %s accepted by %s with template %s/%s)",
+				row.EventID, want, m.Wamid, m.Channel, m.Namespace, m.Template))
+		}
+	}
+	if !ok || row.Wamid == "" {
+		return
+	}
+	c.SentRows++
+	if len(ms) == 1 && ms[0].Wamid == row.Wamid && ms[0].Channel == want {
+		c.SentExactlyOnce++
 	}
 }
 
@@ -380,6 +485,18 @@ func (r *Report) judge() {
 	zero("accepted but not recorded (no wamid, not in_doubt)", r.AcceptedNotRecorded)
 	zero("accepted messages that belong to no row", r.StrayMessages)
 	zero("final status differs from WhatsApp's last report", r.StatusMismatch)
+	zero("rows the ledger put on another channel than their payload names", r.WrongChannelRows)
+	zero("messages accepted through another channel than their row names", r.WrongChannelMessages)
+	r.Checks = append(r.Checks, Check{Name: "sendTemplate requests without the channel's own token",
+		Got: fmt.Sprint(r.WrongTokenRequests), Want: "0", OK: r.WrongTokenRequests == 0})
+	for _, c := range r.Channels {
+		r.Checks = append(r.Checks, Check{
+			Name: exactlyOnceCheck(c.Name),
+			Got:  fmt.Sprintf("%d of %d", c.SentExactlyOnce, c.SentRows),
+			Want: "all",
+			OK:   c.SentExactlyOnce == c.SentRows,
+		})
+	}
 	zero("invalid rows not rejected", r.InvalidNotRejected)
 	zero("valid rows rejected", r.ValidRejected)
 	r.Checks = append(r.Checks, Check{Name: "send/track jobs still pending", Got: fmt.Sprint(len(r.PendingJobs)), Want: "0", OK: len(r.PendingJobs) == 0})
@@ -407,6 +524,7 @@ func (r *Report) ProblemEventIDs(limit int) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, list := range [][]string{r.Duplicates, r.AcceptedNotRecorded, r.StatusMismatch, r.SentUnknownWamid, r.RolledBackSent,
+		r.WrongChannelRows, r.WrongChannelMessages,
 		r.LostCommits, r.NotFinal, r.UnbelievedRows, r.InvalidNotRejected, r.ValidRejected} {
 		for _, entry := range list {
 			id := firstField(entry)

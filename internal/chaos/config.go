@@ -15,6 +15,7 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cancelnotify/cancelnotify/onemsg/sandbox"
@@ -29,9 +30,14 @@ type Config struct {
 	Writers       int     // concurrent OMS-like writers
 	RollbackShare float64 // share of all transactions deliberately rolled back
 	InvalidShare  float64 // share of committed rows with an invalid payload
-	Kills         int     // daemon SIGKILLs
-	PGRestarts    int     // Postgres restarts
-	Seed          uint64  // 0: time-based
+	// SecondShare is the share of rows with a valid payload that name
+	// SecondChannel, a second 1MSG channel the sandbox serves and the
+	// daemon reads from its channels file; 0: the default channel only.
+	// Default 0.3.
+	SecondShare float64
+	Kills       int    // daemon SIGKILLs
+	PGRestarts  int    // Postgres restarts
+	Seed        uint64 // 0: time-based
 
 	// WriteFor spreads the inserts over this long, so kills and the
 	// Postgres restart land while the OMS is writing; After is how long
@@ -80,6 +86,7 @@ func DefaultConfig() Config {
 		Writers:       8,
 		RollbackShare: 0.10,
 		InvalidShare:  0.01,
+		SecondShare:   0.3,
 		Kills:         5,
 		PGRestarts:    1,
 		WriteFor:      60 * time.Second,
@@ -113,6 +120,9 @@ func (c Config) Validate() error {
 	if !(c.InvalidShare >= 0 && c.InvalidShare <= 1) {
 		bad("--invalid-share = %v: a share in [0,1]", c.InvalidShare)
 	}
+	if !(c.SecondShare >= 0 && c.SecondShare <= 1) {
+		bad("--second-channel-share = %v: a share in [0,1]; 0 runs the default channel only", c.SecondShare)
+	}
 	if !(c.FailShare >= 0 && c.FailShare <= 1) {
 		bad("--fail-share = %v: a share in [0,1]", c.FailShare)
 	}
@@ -144,4 +154,6 @@ func describeFaults(f sandbox.Faults, failShare float64) string {
 		pct(f.DuplicateAcks), pct(f.OutOfOrderAcks), pct(failShare))
 }
 
-func pct(v float64) string { return fmt.Sprintf("%g%%", v*100) }
+// pct writes a share as a percentage, to a tenth: 1-0.3 is 70%, not
+// 69.99999999999999%.
+func pct(v float64) string { return fmt.Sprintf("%g%%", math.Round(v*1000)/10) }

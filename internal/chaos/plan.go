@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
 // RowKind is what an OMS-like writer does with one planned cancellation.
@@ -29,7 +31,11 @@ type PlannedRow struct {
 	OrderNumber string // unique in the run; params[1] of the message sent for it
 	Kind        RowKind
 	Invalid     string // which rule an invalid row breaks
-	Payload     []byte // the outbox payload, as JSON
+	// Channel is the channel the row must go out through: the payload's
+	// "channel" key, ledger.DefaultChannel when it has none; "" for an
+	// invalid row, which goes out through none.
+	Channel string
+	Payload []byte // the outbox payload, as JSON
 }
 
 // firstOrderNumber keeps every order number of a run seven digits long, so
@@ -39,9 +45,11 @@ const firstOrderNumber = 1_000_000
 // PlanRows lays out the run's transactions: committed rows exactly (of
 // which invalidShare are invalid) plus enough rolled-back transactions that
 // they make rollbackShare of all transactions, in a seeded random order.
-// Counts are exact rather than drawn so two runs with different seeds are
-// comparable.
-func PlanRows(seed uint64, committed int, rollbackShare, invalidShare float64) []PlannedRow {
+// secondShare of the rows with a valid payload (committed or rolled back)
+// name SecondChannel in their payload; of the others every third names
+// the default channel explicitly and the rest name none. Counts are exact
+// rather than drawn so two runs with different seeds are comparable.
+func PlanRows(seed uint64, committed int, rollbackShare, invalidShare, secondShare float64) []PlannedRow {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	invalid := int(math.Round(float64(committed) * invalidShare))
 	rollbacks := 0
@@ -59,6 +67,12 @@ func PlanRows(seed uint64, committed int, rollbackShare, invalidShare float64) [
 		kinds = append(kinds, KindRollback)
 	}
 	rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
+	withPayload := len(kinds) - invalid
+	second := make([]bool, withPayload)
+	for i := range int(math.Round(float64(withPayload) * secondShare)) {
+		second[i] = true
+	}
+	rng.Shuffle(len(second), func(i, j int) { second[i], second[j] = second[j], second[i] })
 
 	rows := make([]PlannedRow, len(kinds))
 	for i, k := range kinds {
@@ -73,9 +87,19 @@ func PlanRows(seed uint64, committed int, rollbackShare, invalidShare float64) [
 		if k == KindInvalid {
 			r.Invalid = invalidRules[rng.IntN(len(invalidRules))]
 			r.Payload = breakPayload(p, r.Invalid)
-		} else {
-			r.Payload = mustJSON(p)
+			rows[i] = r
+			continue
 		}
+		r.Channel = ledger.DefaultChannel
+		switch {
+		case second[0]:
+			r.Channel = SecondChannel
+			p["channel"] = SecondChannel
+		case i%3 == 0:
+			p["channel"] = ledger.DefaultChannel // the README allows naming it
+		}
+		second = second[1:]
+		r.Payload = mustJSON(p)
 		rows[i] = r
 	}
 	return rows
@@ -113,7 +137,7 @@ func validPayload(rng *rand.Rand, i, orderNumber int) map[string]any {
 
 // invalidRules are the ways an invalid row is broken, each one the README
 // says is rejected with a reason.
-var invalidRules = []string{"bad_phone", "missing_field", "blank_text", "wrong_type", "not_an_object"}
+var invalidRules = []string{"bad_phone", "missing_field", "blank_text", "wrong_type", "not_an_object", "unknown_channel"}
 
 func breakPayload(p map[string]any, rule string) []byte {
 	switch rule {
@@ -127,6 +151,8 @@ func breakPayload(p map[string]any, rule string) []byte {
 		p["order_number"] = map[string]any{"id": p["order_number"]}
 	case "not_an_object":
 		return []byte(`["order", "cancelled"]`)
+	case "unknown_channel":
+		p["channel"] = "brand-z" // configured in no run
 	}
 	return mustJSON(p)
 }

@@ -101,14 +101,14 @@ func (d db) progress(ctx context.Context) (progress, error) {
 // outboxRows reads every outbox row with its notification.
 func (d db) outboxRows(ctx context.Context) ([]OutboxRow, error) {
 	rows, err := d.pool.Query(ctx, fmt.Sprintf(`
-		SELECT o.event_id, coalesce(n.status, ''), coalesce(n.wamid, ''), coalesce(n.error_code, ''), coalesce(n.error, '')
+		SELECT o.event_id, coalesce(n.channel, ''), coalesce(n.status, ''), coalesce(n.wamid, ''), coalesce(n.error_code, ''), coalesce(n.error, '')
 		FROM %s o LEFT JOIN %s n ON n.outbox_id = o.id ORDER BY o.id`, d.table("outbox"), d.table("notification")))
 	if err != nil {
 		return nil, fmt.Errorf("read the outbox and notifications: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OutboxRow, error) {
 		var o OutboxRow
-		err := r.Scan(&o.EventID, &o.Status, &o.Wamid, &o.ErrorCode, &o.Error)
+		err := r.Scan(&o.EventID, &o.Channel, &o.Status, &o.Wamid, &o.ErrorCode, &o.Error)
 		return o, err
 	})
 	if err != nil {

@@ -18,7 +18,19 @@ func Render(w io.Writer, r *Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cancelnotify chaos run: %d rows, %d writers, seed %d, schema %s\n",
 		r.Run.Rows, r.Run.Writers, r.Run.Seed, r.Run.Schema)
-	fmt.Fprintf(&b, "sandbox faults: %s\n\n", r.Run.Faults)
+	fmt.Fprintf(&b, "sandbox faults: %s\n", r.Run.Faults)
+	var chans []string
+	for i, c := range r.Channels {
+		share := 1 - r.Run.SecondShare
+		if i > 0 {
+			share = r.Run.SecondShare
+		}
+		chans = append(chans, fmt.Sprintf("%s (%s, template %s/%s, %s of valid rows)", c.Name, c.ID, c.Namespace, c.Template, pct(share)))
+	}
+	if len(chans) > 0 {
+		fmt.Fprintf(&b, "channels: %s\n", strings.Join(chans, "; "))
+	}
+	b.WriteString("\n")
 
 	var t table
 	line := func(label string, value any, note ...string) {
@@ -89,6 +101,34 @@ func Render(w io.Writer, r *Report) error {
 	ids("stray wamids", r.StrayMessages)
 	must("final status differs from WhatsApp's last report", len(r.StatusMismatch), "final status differs from WhatsApp's last report")
 	ids("status mismatch", r.StatusMismatch)
+
+	if len(r.Channels) > 0 {
+		section("CHANNELS (rows by notification.channel; sent rows by the channel the payload names)")
+		for _, c := range r.Channels {
+			must(fmt.Sprintf("%s (%s): sent rows with 1 message through it", c.Name, c.ID),
+				fmt.Sprintf("%d of %d", c.SentExactlyOnce, c.SentRows), exactlyOnceCheck(c.Name))
+			var st []string
+			for _, kv := range sortedCounts(c.StatusCounts) {
+				st = append(st, fmt.Sprintf("%s %d", kv.Key, kv.Count))
+			}
+			if len(st) == 0 {
+				st = []string{"none"}
+			}
+			text := fmt.Sprintf("%d rows (%s); accepted %d; sendTemplate requests %d", c.Rows, strings.Join(st, ", "),
+				c.AcceptedMessages, c.Requests)
+			if s := r.Run.SandboxByChannel[c.Name]; s != nil {
+				text += fmt.Sprintf(" (faulted %d, throttled %d, answer dropped %d, 401 %d)", s.Faulted, s.Throttled, s.Dropped, s.Unauthorized)
+			}
+			note(text)
+		}
+		must("rows the ledger put on another channel", len(r.WrongChannelRows), "rows the ledger put on another channel than their payload names")
+		ids("ledger channel differs", r.WrongChannelRows)
+		must("messages through another channel than the row names", len(r.WrongChannelMessages),
+			"messages accepted through another channel than their row names")
+		ids("wrong channel", r.WrongChannelMessages)
+		must("sendTemplate requests without the channel's own token", r.WrongTokenRequests,
+			"sendTemplate requests without the channel's own token")
+	}
 
 	section("REJECTED rows by reason")
 	if len(r.RejectedByCode) == 0 {

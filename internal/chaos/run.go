@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,12 +28,13 @@ type runner struct {
 	start  time.Time
 	logDir string
 	db     db
-	sb     *sandbox.Control
+	chans  []channel // the default channel first
 	daemon *supervisor
 
 	pgRestarts atomic.Int64
-	sbStats    *SandboxSummary // read at the end
-	mu         sync.Mutex      // serializes progress lines
+	sbStats    *SandboxSummary            // all channels together, read at the end
+	sbByChan   map[string]*SandboxSummary // by channel name
+	mu         sync.Mutex                 // serializes progress lines
 }
 
 // Run carries out a chaos run and returns its accounting. An error means
@@ -56,7 +58,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if _, err := os.Stat(cfg.Bin); err != nil {
 		return nil, fmt.Errorf("--bin %s: %w (run make build)", cfg.Bin, err)
 	}
-	r := &runner{cfg: cfg, out: progress, start: time.Now()}
+	r := &runner{cfg: cfg, out: progress, start: time.Now(), chans: runChannels(cfg.SecondShare)}
 	return r.run(ctx)
 }
 
@@ -135,7 +137,7 @@ func (r *runner) run(ctx context.Context) (rep *Report, err error) {
 	rep = Account(*facts)
 	rep.Run = RunInfo{Schema: r.db.schema, Seed: r.cfg.Seed, Rows: r.cfg.Rows, Writers: r.cfg.Writers,
 		Kills: r.cfg.Kills, PGRestarts: r.cfg.PGRestarts, Faults: describeFaults(r.cfg.Faults, r.cfg.FailShare),
-		LogDir: r.logDir, Sandbox: r.sbStats}
+		SecondShare: r.cfg.SecondShare, LogDir: r.logDir, Sandbox: r.sbStats, SandboxByChannel: r.sbByChan}
 	if !rep.Passed {
 		rep.Evidence = r.evidence(rep)
 	}
@@ -184,10 +186,10 @@ func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*ru
 		"DATABASE_URL":        r.cfg.DatabaseURL,
 		"CANCELNOTIFY_SCHEMA": r.db.schema,
 		"ONEMSG_API_URL":      "http://" + sbAddr,
-		"ONEMSG_CHANNEL_ID":   sandbox.DefaultChannel,
-		"ONEMSG_TOKEN":        sandbox.DefaultToken,
-		"ONEMSG_TEMPLATE":     sandbox.DefaultTemplate,
-		"ONEMSG_NAMESPACE":    sandbox.DefaultNamespace,
+		"ONEMSG_CHANNEL_ID":   r.chans[0].ID,
+		"ONEMSG_TOKEN":        r.chans[0].token,
+		"ONEMSG_TEMPLATE":     r.chans[0].Template,
+		"ONEMSG_NAMESPACE":    r.chans[0].Namespace,
 		// A short call timeout shortens River's rescue of jobs a killed
 		// daemon left running (it is sized from it), so the run settles in
 		// minutes; the slowest injected answer is far below it.
@@ -200,6 +202,15 @@ func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*ru
 		"CANCELNOTIFY_SHUTDOWN_TIMEOUT": "10s",
 		"CANCELNOTIFY_LOG_FORMAT":       "text",
 		"CANCELNOTIFY_LOG_LEVEL":        "info",
+	}
+	if len(r.chans) > 1 {
+		// The sandbox serves the file's channels and the daemon sends
+		// through them: both read the same file, as in README.md.
+		path, err := writeChannelsFile(r.logDir, r.chans, r.cfg.Rate)
+		if err != nil {
+			return nil, err
+		}
+		vars["CANCELNOTIFY_CHANNELS_FILE"] = path
 	}
 	env := childEnv(vars)
 
@@ -230,14 +241,22 @@ func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*ru
 		_ = sbProc.Stop(5 * time.Second)
 	})
 	// Messages of a 10,000-row run are a few MB of JSON: allow the time.
-	r.sb = sandbox.NewControl("http://"+sbAddr, &http.Client{Timeout: time.Minute})
-	if err := r.sb.WaitReady(ctx, 15*time.Second); err != nil {
+	ctl := sandbox.NewControl("http://"+sbAddr, &http.Client{Timeout: time.Minute})
+	if err := ctl.WaitReady(ctx, 15*time.Second); err != nil {
 		return nil, err
 	}
-	if err := r.sb.SetFaults(ctx, r.cfg.Faults); err != nil {
-		return nil, fmt.Errorf("inject the sandbox's faults: %w", err)
+	// Each channel has its own faults: every one gets the run's.
+	names := make([]string, len(r.chans))
+	for i := range r.chans {
+		c := &r.chans[i]
+		c.sb = ctl.Channel(c.ID)
+		if err := c.sb.SetFaults(ctx, r.cfg.Faults); err != nil {
+			return nil, fmt.Errorf("inject the sandbox's faults on channel %s (%s): %w", c.Name, c.ID, err)
+		}
+		names[i] = fmt.Sprintf("%s (%s)", c.Name, c.ID)
 	}
-	r.logf("sandbox up at http://%s with faults: %s", sbAddr, describeFaults(r.cfg.Faults, r.cfg.FailShare))
+	r.logf("sandbox up at http://%s serving channels %s with faults: %s", sbAddr, strings.Join(names, ", "),
+		describeFaults(r.cfg.Faults, r.cfg.FailShare))
 
 	if err := childproc.Run(ctx, "cancelnotify webhook register", r.cfg.Bin, []string{"webhook", "register", "http://" + hookAddr},
 		env, filepath.Join(r.logDir, "webhook-register.log")); err != nil {
@@ -249,7 +268,7 @@ func (r *runner) setUp(ctx context.Context, cancel context.CancelCauseFunc) (*ru
 // chaos writes the rows while the faults happen, waits for quiescence and
 // collects the facts.
 func (r *runner) chaos(ctx context.Context) (*Facts, error) {
-	rows := PlanRows(r.cfg.Seed, r.cfg.Rows, r.cfg.RollbackShare, r.cfg.InvalidShare)
+	rows := PlanRows(r.cfg.Seed, r.cfg.Rows, r.cfg.RollbackShare, r.cfg.InvalidShare, r.cfg.SecondShare)
 	actions := PlanActions(r.cfg.Seed, r.cfg.Kills, r.cfg.PGRestarts, r.cfg.WriteFor, r.cfg.After)
 	w := &oms{pool: r.db.pool, outbox: r.db.table("outbox"), writers: r.cfg.Writers,
 		interval: r.cfg.WriteFor / time.Duration(len(rows))}
@@ -370,7 +389,7 @@ func (r *runner) awaitQuiescence(ctx context.Context, w *oms, total int, writers
 			// Delivered is final, yet a read may still be on its way: wait
 			// until WhatsApp has said all it will, then for the ledger to
 			// catch up on the next tick.
-			done, err := settled(ctx, r.sb)
+			done, err := settled(ctx, r.chans)
 			if err == nil && done && sandboxQuiet {
 				r.logf("quiescent: %d rows settled, no job pending, no status on its way", p.outbox)
 				return true, nil
@@ -403,14 +422,22 @@ func (r *runner) collect(ctx context.Context, writes []WriteResult, writing time
 	if err != nil {
 		return nil, err
 	}
-	if f.Messages, err = acceptedMessages(ctx, r.sb); err != nil {
+	if f.Messages, err = acceptedMessages(ctx, r.chans); err != nil {
 		return nil, fmt.Errorf("read the sandbox's accepted messages: %w", err)
 	}
-	st, err := r.sb.Stats(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the sandbox's stats: %w", err)
+	if f.Requests, err = sentRequests(ctx, r.chans); err != nil {
+		return nil, fmt.Errorf("read the sandbox's sendTemplate requests: %w", err)
 	}
-	r.sbStats = summarizeSandbox(st)
+	r.sbStats, r.sbByChan = &SandboxSummary{}, map[string]*SandboxSummary{}
+	for _, c := range r.chans {
+		f.Channels = append(f.Channels, c.ChannelInfo)
+		st, err := c.sb.Stats(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the sandbox's stats of channel %s: %w", c.Name, err)
+		}
+		r.sbByChan[c.Name] = summarizeSandbox(st)
+		r.sbStats.add(r.sbByChan[c.Name])
+	}
 	f.Kills, f.Exits, _ = r.daemon.counts()
 	f.PGRestart = int(r.pgRestarts.Load())
 	f.Wall = time.Since(r.start)

@@ -36,7 +36,7 @@ func TestWritersSurviveLostConnections(t *testing.T) {
 	defer pool.Close()
 	killer := dbtest.Pool(t, 2)
 
-	rows := PlanRows(7, 200, 0.10, 0.01)
+	rows := PlanRows(7, 200, 0.10, 0.01, 0.3)
 	w := &oms{pool: pool, outbox: pgx.Identifier{schema, "outbox"}.Sanitize(), writers: 8,
 		interval: time.Second / time.Duration(len(rows))}
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -15,8 +16,9 @@ import (
 // instruments (/_sandbox/…), the way Server's methods drive one in this
 // process. It needs no token.
 type Control struct {
-	base string
-	http *http.Client
+	base    string
+	http    *http.Client
+	channel string // "" = Config.Channel; else sent as ?channel=
 }
 
 // NewControl returns a Control for the sandbox at baseURL
@@ -27,6 +29,15 @@ func NewControl(baseURL string, client *http.Client) *Control {
 		client = &http.Client{Timeout: 2 * time.Minute}
 	}
 	return &Control{base: baseURL, http: client}
+}
+
+// Channel returns a Control for the channel id among those the sandbox
+// serves (Config.Channels, AddChannel): every instrument it reads or sets
+// is that channel's, as with ?channel=ID.
+func (c *Control) Channel(id string) *Control {
+	cc := *c
+	cc.channel = id
+	return &cc
 }
 
 // Stats returns what the sandbox counted (GET /_sandbox/stats).
@@ -106,6 +117,13 @@ func (c *Control) do(ctx context.Context, method, path string, in, out any) erro
 			return fmt.Errorf("sandbox %s %s: encode: %w", method, path, err)
 		}
 		body = bytes.NewReader(b)
+	}
+	if c.channel != "" {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + "channel=" + url.QueryEscape(c.channel)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {

@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -71,5 +72,52 @@ func TestControlWaitReady(t *testing.T) {
 	err := sandbox.NewControl(srv.URL, nil).WaitReady(context.Background(), 200*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), srv.URL) {
 		t.Fatalf("WaitReady = %v, want an error naming %s", err, srv.URL)
+	}
+}
+
+// TestControlChannel points a Control at a second channel and checks that
+// its messages, requests, stats and faults are that channel's alone.
+func TestControlChannel(t *testing.T) {
+	e := newEnv(t, func(c *sandbox.Config) {
+		c.Channels = []sandbox.ChannelConfig{{Channel: "brandb", Token: "brandb-token"}}
+	})
+	ctx := context.Background()
+	main := sandbox.NewControl(e.srv.URL, nil)
+	b := main.Channel("brandb")
+
+	e.send(sendBody("79001234567", okParams...))
+	e.must(http.MethodPost, "/brandb/sendTemplate", map[string]string{"Authorization": "Bearer brandb-token", "Content-Type": "application/json"}, sendBody("79001112233", okParams...))
+	e.must(http.MethodPost, "/brandb/sendTemplate", bearer, sendBody("79001112244", okParams...)) // the default channel's token: 401
+
+	st, err := b.Stats(ctx)
+	if err != nil || st.Accepted != 1 || st.Unauthorized != 1 {
+		t.Fatalf("brandb Stats = %+v, %v; want 1 accepted, 1 unauthorized", st, err)
+	}
+	if st, err := main.Stats(ctx); err != nil || st.Accepted != 1 || st.Unauthorized != 0 {
+		t.Fatalf("default Stats = %+v, %v; want 1 accepted, none unauthorized", st, err)
+	}
+	msgs, err := b.Messages(ctx, "79001112233")
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("brandb Messages(79001112233) = %+v, %v; want 1", msgs, err)
+	}
+	if msgs, err := b.Messages(ctx, "79001234567"); err != nil || len(msgs) != 0 {
+		t.Fatalf("brandb Messages(79001234567) = %+v, %v; want none: it went through the default channel", msgs, err)
+	}
+	reqs, err := b.Requests(ctx)
+	if err != nil || len(reqs) != 2 || reqs[0].Outcome != sandbox.OutcomeAccepted || reqs[1].Outcome != sandbox.OutcomeUnauthorized {
+		t.Fatalf("brandb Requests = %+v, %v; want accepted then unauthorized", reqs, err)
+	}
+	want := sandbox.Faults{Status5xx: 0.25}
+	if err := b.SetFaults(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Faults(ctx); err != nil || got != want {
+		t.Fatalf("brandb Faults = %+v, %v; want %+v", got, err, want)
+	}
+	if got := e.sb.Faults(); got != (sandbox.Faults{}) {
+		t.Fatalf("the default channel's faults = %+v, want none", got)
+	}
+	if _, err := main.Channel("nope").Stats(ctx); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("Stats of an unknown channel = %v, want an error naming it", err)
 	}
 }
