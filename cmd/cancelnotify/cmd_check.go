@@ -56,10 +56,13 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		pc := preflight.Config{API: api, Template: tg.template, Namespace: tg.namespace, Language: tg.language, WebhookSecret: webhookSecret}
 		if i == 0 {
 			pc.Pool, pc.Schema = pool, schema
+			for _, t := range targets {
+				pc.Channels = append(pc.Channels, t.name)
+			}
 		}
 		cr := preflight.Run(ctx, pc)
 		for _, f := range cr.Findings {
-			if len(targets) > 1 && f.Name != "database" {
+			if len(targets) > 1 && f.Name != "database" && f.Name != "health" { // those two name their channels themselves
 				f.Name = tg.name + "/" + f.Name
 			}
 			r.Findings = append(r.Findings, f)

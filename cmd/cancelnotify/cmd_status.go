@@ -131,7 +131,7 @@ func readCounts(ctx context.Context, pool *pgxpool.Pool, schema string) (*counts
 		return nil, err
 	}
 	c.Unrelayed, c.OldestUnrelayedS = b.Rows, b.Oldest.Seconds()
-	if c.Channels, err = health.Read(ctx, pool, health.Default); err != nil {
+	if c.Channels, err = health.ReadAll(ctx, pool); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -296,7 +296,7 @@ func readEvent(ctx context.Context, pool *pgxpool.Pool, schema, eventID string) 
 		return nil, err
 	}
 	if n.Status == ledger.StatusQueued || n.Status == ledger.StatusSending {
-		chans, err := health.Read(ctx, pool, health.Default)
+		chans, err := health.Read(ctx, pool, n.Channel)
 		if err != nil {
 			return nil, err
 		}

@@ -89,6 +89,20 @@ const statusColumns = `channel, state, since, coalesce(error_code, ''), coalesce
 	last_probe_at, coalesce(last_probe_error, ''), coalesce(trial_job_id, 0), trial_until,
 	CASE WHEN state = 'healthy' THEN 0 ELSE (SELECT count(*) FROM notification n WHERE n.status = 'queued' AND n.channel = h.channel) END`
 
+// ReadAll returns the default channel and every channel that has ever been
+// held, for the commands that do not know the configured channels.
+func ReadAll(ctx context.Context, db DB) ([]Status, error) {
+	rows, err := db.Query(ctx, "SELECT channel FROM channel_health WHERE channel <> $1 ORDER BY channel", Default)
+	if err != nil {
+		return nil, fmt.Errorf("read channel health: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read channel health: %w", err)
+	}
+	return Read(ctx, db, append([]string{Default}, names...)...)
+}
+
 // Read returns the rows of the named channels, healthy ones included (a
 // channel without a row has never been held).
 func Read(ctx context.Context, db DB, channels ...string) ([]Status, error) {

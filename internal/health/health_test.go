@@ -51,4 +51,14 @@ func TestRefusedHoldsTheChannelForEveryDaemon(t *testing.T) {
 		rows[1].Channel != "brand-b" || !rows[1].Healthy() {
 		t.Errorf("Read = %+v, %v; want default held and brand-b (never held) healthy", rows, err)
 	}
+
+	// status and check, which do not know the configured channels, see
+	// every channel that was ever held.
+	if _, err := b.Refused(ctx, "brand-b", &onemsg.Error{Op: "sendTemplate", Kind: onemsg.KindRejected, Code: 132015, Message: "Template is paused"}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := health.ReadAll(ctx, pool)
+	if err != nil || len(all) != 2 || all[0].Channel != "default" || all[1].Channel != "brand-b" || all[1].Healthy() || all[1].ErrorCode != "132015" {
+		t.Errorf("ReadAll = %+v, %v; want default, then brand-b held by 132015", all, err)
+	}
 }

@@ -80,8 +80,11 @@ func (r *Report) add(name string, level Level, format string, args ...any) {
 
 // Config is what to check.
 type Config struct {
-	Pool      *pgxpool.Pool // nil skips the database check
-	Schema    string
+	Pool   *pgxpool.Pool // nil skips the database check
+	Schema string
+	// Channels names the channels whose recorded health the database check
+	// reports; default: the default channel.
+	Channels  []string
 	API       API
 	Template  string
 	Namespace string
@@ -111,14 +114,21 @@ func Run(ctx context.Context, c Config) *Report {
 // checkHealth reports what the daemons recorded about the channel: held
 // sends wait for a probe, and resume by themselves (README "Channel health").
 func checkHealth(ctx context.Context, r *Report, c Config) {
-	st, err := health.Read(ctx, c.Pool, health.Default)
-	switch {
-	case err != nil:
+	names := c.Channels
+	if len(names) == 0 {
+		names = []string{health.Default}
+	}
+	st, err := health.Read(ctx, c.Pool, names...)
+	if err != nil {
 		r.add("health", Warn, "channel health unreadable: %v", err)
-	case st[0].Healthy():
-		r.add("health", OK, "channel %s: sends go out (no channel-wide refusal recorded)", st[0].Channel)
-	default:
-		r.add("health", Warn, "channel %s %s; the daemon resumes it by itself once 1MSG answers again", st[0].Channel, st[0].Describe())
+		return
+	}
+	for _, s := range st {
+		if s.Healthy() {
+			r.add("health", OK, "channel %s: sends go out (no channel-wide refusal recorded)", s.Channel)
+		} else {
+			r.add("health", Warn, "channel %s %s; the daemon resumes it by itself once 1MSG answers again", s.Channel, s.Describe())
+		}
 	}
 }
 
