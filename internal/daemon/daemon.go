@@ -312,7 +312,6 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		}
 		jch = append(jch, jc)
 		hch = append(hch, health.Channel{Name: c.Name, API: c.api, Template: c.Template, Namespace: c.Namespace, Language: c.Language})
-		m.WatchChannels(c.Name)
 	}
 	d.health = health.New(health.Config{Pool: pool, Owner: cfg.RiverID, Wake: jobs.WakeHeld(pool),
 		Channels: hch,

@@ -102,19 +102,6 @@ func New(db *pgxpool.Pool, cacheFor time.Duration, logger *slog.Logger, channels
 	return m
 }
 
-// WatchChannels names the channels whose health the gauges
-// cancelnotify_channel_healthy and cancelnotify_channel_held report. Call
-// it before serving.
-func (m *Metrics) WatchChannels(names ...string) {
-	if m.tables != nil {
-		for _, name := range names {
-			if !slices.Contains(m.tables.channels, name) {
-				m.tables.channels = append(m.tables.channels, name)
-			}
-		}
-	}
-}
-
 // WatchRelay exports the relay's progress: failingSeconds is how long its
 // drains have failed in a row (0 while they succeed).
 func (m *Metrics) WatchRelay(failingSeconds func() float64) {
