@@ -60,23 +60,55 @@ func (SendArgs) InsertOpts() river.InsertOpts {
 	}
 }
 
-// TrackArgs asks for an accepted message to be followed to a final status.
+// TrackArgs asks for accepted messages to be followed to a final status.
+// The send worker records acceptances in shared transactions (group
+// commit), and each such transaction inserts one track job for all the
+// messages it recorded (Messages): one River job per batch instead of one
+// per message, so following a message costs the database a fraction of a
+// job (README, "How messages are followed"). A job for one message
+// (NotificationID, Wamid, EventID) is what a rescued send job and an
+// operator's `resolve --sent-as` insert, and what jobs enqueued before
+// batching look like.
 type TrackArgs struct {
+	Messages       []TrackedMessage `json:"messages,omitempty"`
+	NotificationID int64            `json:"notification_id,omitempty"`
+	Wamid          string           `json:"wamid,omitempty" river:"unique"`
+	EventID        string           `json:"event_id,omitempty"`
+}
+
+// TrackedMessage is one message of a track job.
+type TrackedMessage struct {
 	NotificationID int64  `json:"notification_id"`
-	Wamid          string `json:"wamid" river:"unique"`
-	EventID        string `json:"event_id"`
+	Wamid          string `json:"wamid"`
+}
+
+// messages returns the messages the job follows, whichever form it has.
+func (a TrackArgs) messages() []TrackedMessage {
+	if a.NotificationID != 0 {
+		return append([]TrackedMessage{{NotificationID: a.NotificationID, Wamid: a.Wamid}}, a.Messages...)
+	}
+	return a.Messages
 }
 
 // Kind implements river.JobArgs.
 func (TrackArgs) Kind() string { return "cancelnotify_track" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts.
+// InsertOpts implements river.JobArgsWithInsertOpts. A batch's job needs
+// no unique key: the transaction that inserts it is the one that records
+// its messages' wamids, so it cannot happen twice. A job for one message
+// is unique by wamid (TrackOne).
 func (TrackArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       QueueTrack,
-		MaxAttempts: trackMaxAttempts,
-		UniqueOpts:  river.UniqueOpts{ByArgs: true, ByState: allStates},
+	return river.InsertOpts{Queue: QueueTrack, MaxAttempts: trackMaxAttempts}
+}
+
+// TrackOne returns the insert options of a job that follows one message:
+// unique by its wamid, so inserting it again is a no-op.
+func TrackOne(opts *river.InsertOpts) *river.InsertOpts {
+	if opts == nil {
+		opts = &river.InsertOpts{}
 	}
+	opts.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: allStates}
+	return opts
 }
 
 const (

@@ -60,7 +60,8 @@ type Config struct {
 	// SendWorkers is how many sends run at once. 1MSG answers in tens of
 	// ms, so concurrency is throughput. Defaults to DefaultSendWorkers.
 	SendWorkers int
-	// TrackWorkers is how many hookInfo polls run at once. Defaults to
+	// TrackWorkers is how many hookInfo polls run at once, and how many
+	// track jobs (each following up to 100 messages). Defaults to
 	// DefaultTrackWorkers.
 	TrackWorkers int
 
@@ -260,11 +261,14 @@ func newSendWorker(cfg Config, channels channelSet) *SendWorker {
 	return w
 }
 
-// newTrackWorker returns the track worker of cfg (defaults applied); a poll
-// makes one 1MSG call.
+// newTrackWorker returns the track worker of cfg (defaults applied). A
+// wake-up polls its open messages, TrackWorkers calls at once across all
+// jobs; a job whose 1MSG hangs gives up after three call timeouts and
+// records what it learnt.
 func newTrackWorker(cfg Config, channels channelSet) *TrackWorker {
 	return &TrackWorker{
 		pool: cfg.Pool, ledger: cfg.Ledger, channels: channels, trackFor: cfg.TrackFor,
-		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: cfg.CallTimeout + 15*time.Second, logger: cfg.Logger,
+		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: 3*cfg.CallTimeout + 15*time.Second, logger: cfg.Logger,
+		polls: make(chan struct{}, cfg.TrackWorkers),
 	}
 }

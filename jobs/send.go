@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -292,7 +293,7 @@ func (w *SendWorker) insertTrack(ctx context.Context, tx pgx.Tx, id int64, wamid
 		return fmt.Errorf("insert track job: %w", err)
 	}
 	_, err = client.InsertTx(ctx, tx, TrackArgs{NotificationID: id, Wamid: wamid, EventID: eventID},
-		&river.InsertOpts{ScheduledAt: time.Now().Add(w.firstPoll), Metadata: tracing.Metadata(tracing.TraceParent(ctx))})
+		TrackOne(&river.InsertOpts{ScheduledAt: time.Now().Add(w.firstPoll), Metadata: tracing.Metadata(tracing.TraceParent(ctx))}))
 	if err != nil {
 		return fmt.Errorf("insert track job: %w", err)
 	}
@@ -318,19 +319,30 @@ func (w *SendWorker) accepted(ctx context.Context, job *river.Job[SendArgs], id 
 	return res
 }
 
-// recordAccepted is the accepts batch: track jobs first (their ids go on
-// the rows), then the statuses, then each send job's completion.
+// trackBatch is the most messages one track job follows: its hookInfo
+// polls run together, so a wake-up stays well within the job's timeout.
+const trackBatch = 100
+
+// recordAccepted is the accepts batch: track jobs for its messages first
+// (their ids go on the rows), then the statuses, then each send job's
+// completion.
 func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acceptance) ([]error, error) {
 	client, err := river.ClientFromContextSafely[pgx.Tx](items[0].ctx)
 	if err != nil {
 		return nil, fmt.Errorf("record acceptance: %w", err)
 	}
+	// One track job per trackBatch messages. They continue the trace of
+	// their first send job (it.ctx is the job's); the others' traces end
+	// with their send.
 	first := time.Now().Add(w.firstPoll)
-	params := make([]river.InsertManyParams, len(items))
-	for i, it := range items {
-		// The track job continues the send job's trace (it.ctx is the job's).
-		params[i] = river.InsertManyParams{Args: TrackArgs{NotificationID: it.id, Wamid: it.wamid, EventID: it.job.Args.EventID},
-			InsertOpts: &river.InsertOpts{ScheduledAt: first, Metadata: tracing.Metadata(tracing.TraceParent(it.ctx))}}
+	var params []river.InsertManyParams
+	for chunk := range slices.Chunk(items, trackBatch) {
+		msgs := make([]TrackedMessage, len(chunk))
+		for i, it := range chunk {
+			msgs[i] = TrackedMessage{NotificationID: it.id, Wamid: it.wamid}
+		}
+		params = append(params, river.InsertManyParams{Args: TrackArgs{Messages: msgs},
+			InsertOpts: &river.InsertOpts{ScheduledAt: first, Metadata: tracing.Metadata(tracing.TraceParent(chunk[0].ctx))}})
 	}
 	tracks, err := client.InsertManyTx(ctx, tx, params)
 	if err != nil {
@@ -339,7 +351,7 @@ func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acce
 	reports := make([]ledger.Report, len(items))
 	for i, it := range items {
 		reports[i] = ledger.Report{NotificationID: it.id, Wamid: it.wamid, Status: string(ledger.StatusSent),
-			Source: ledger.SourceAPI, Detail: it.detail, TrackJobID: tracks[i].Job.ID}
+			Source: ledger.SourceAPI, Detail: it.detail, TrackJobID: tracks[i/trackBatch].Job.ID}
 	}
 	res, err := w.ledger.Apply(ctx, tx, reports)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,7 +209,7 @@ func requireTracked(t *testing.T, b *workerBundle, n *ledger.Notification) *rive
 	t.Helper()
 	job := rivertest.RequireInserted[*riverpgxv5.Driver](b.ctx, t, riverpgxv5.New(b.pool), &TrackArgs{},
 		&rivertest.RequireInsertedOpts{Schema: b.schema, Queue: QueueTrack, State: rivertype.JobStateScheduled})
-	if *job.Args != (TrackArgs{NotificationID: n.ID, Wamid: n.Wamid, EventID: n.EventID}) {
+	if want := []TrackedMessage{{NotificationID: n.ID, Wamid: n.Wamid}}; !slices.Equal(job.Args.messages(), want) {
 		t.Errorf("track job args %+v; want notification %d, wamid %s", job.Args, n.ID, n.Wamid)
 	}
 	if n.TrackJobID != job.ID {

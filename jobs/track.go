@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -19,11 +19,13 @@ import (
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
 
-// TrackWorker follows an accepted message until WhatsApp reports delivered,
-// read or failed, or the tracking deadline passes (expired). Webhooks
-// usually bring the statuses first; then the job finds the row final and
-// completes without calling 1MSG. Otherwise it polls hookInfo with growing
-// pauses (JobSnooze costs no attempt).
+// TrackWorker follows accepted messages until WhatsApp reports delivered,
+// read or failed, or the tracking deadline passes (expired). A job follows
+// the messages of one acceptance batch (TrackArgs). Webhooks usually bring
+// the statuses first; then the job finds every row final and completes
+// without calling 1MSG. Otherwise it polls hookInfo for the messages still
+// open, records what it learnt in one transaction, and sleeps with growing
+// pauses (JobSnooze costs no attempt) until none is open.
 type TrackWorker struct {
 	river.WorkerDefaults[TrackArgs]
 
@@ -35,6 +37,9 @@ type TrackWorker struct {
 	pollMax  time.Duration
 	timeout  time.Duration
 	logger   *slog.Logger
+	// polls bounds the hookInfo calls in flight across all track jobs
+	// (Config.TrackWorkers).
+	polls chan struct{}
 }
 
 // NextRetry: as for sends, errors are the database's; retry soon.
@@ -42,58 +47,108 @@ func (w *TrackWorker) NextRetry(job *river.Job[TrackArgs]) time.Time {
 	return time.Now().Add(jitter(backoff(len(job.Errors), time.Second, time.Minute)))
 }
 
-// Timeout bounds one poll.
+// Timeout bounds one wake-up: the reads, the polls and the write.
 func (w *TrackWorker) Timeout(*river.Job[TrackArgs]) time.Duration { return w.timeout }
+
+// tracked is one message of a job that is still open.
+type tracked struct {
+	TrackedMessage
+	n     *ledger.Notification
+	hooks []onemsg.Hook
+	err   error
+}
 
 // Work implements river.Worker.
 func (w *TrackWorker) Work(ctx context.Context, job *river.Job[TrackArgs]) error {
-	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID),
-			attribute.String("cancelnotify.event_id", job.Args.EventID), attribute.String("cancelnotify.wamid", job.Args.Wamid))
+	msgs := job.Args.messages()
+	span := trace.SpanFromContext(ctx)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("cancelnotify.messages", len(msgs)))
+		if len(msgs) == 1 {
+			span.SetAttributes(attribute.Int64("cancelnotify.notification_id", msgs[0].NotificationID),
+				attribute.String("cancelnotify.wamid", msgs[0].Wamid))
+		}
 	}
-	n, err := ledger.Get(ctx, w.pool, job.Args.NotificationID)
-	if errors.Is(err, ledger.ErrNotFound) {
-		return nil // deleted by retention
-	}
+	open, expired, err := w.open(ctx, msgs)
 	if err != nil {
 		return err
 	}
-	if done(n, job.Args.Wamid) {
+	if len(expired) > 0 {
+		if err := w.expire(ctx, expired); err != nil {
+			return err
+		}
+	}
+	if len(open) == 0 {
 		return nil
 	}
-	deadline := w.deadline(n)
-	if time.Now().After(deadline) {
-		return w.expire(ctx, n)
+	w.poll(ctx, open)
+	still, err := w.apply(ctx, open)
+	if err != nil {
+		return err
 	}
+	if still == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // shutdown or timeout: what was learnt is recorded
+	}
+	return river.JobSnooze(w.nextPoll(job, w.deadline(still)))
+}
 
-	ch, err := w.channels.get(n.Channel)
-	if err != nil {
-		w.logger.Warn("cannot poll the status", "event_id", n.EventID, "error", err)
-		return snoozeUnknownChannel()
+// open reads the job's rows and returns the messages still to follow, and
+// those whose tracking deadline passed. A row deleted by retention, final,
+// or carrying another wamid (re-driven) is done.
+func (w *TrackWorker) open(ctx context.Context, msgs []TrackedMessage) (open []*tracked, expired []*ledger.Notification, err error) {
+	ids := make([]int64, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.NotificationID
 	}
-	hooks, err := ch.API.HookInfo(ctx, job.Args.Wamid)
+	rows, err := ledger.GetMany(ctx, w.pool, ids)
 	if err != nil {
-		var apiErr *onemsg.Error
-		if ctx.Err() != nil {
-			return ctx.Err()
+		return nil, nil, err
+	}
+	now := time.Now()
+	for _, m := range msgs {
+		n := rows[m.NotificationID]
+		switch {
+		case n == nil || done(n, m.Wamid):
+		case now.After(w.deadline(n)):
+			expired = append(expired, n)
+		default:
+			open = append(open, &tracked{TrackedMessage: m, n: n})
 		}
-		if errors.As(err, &apiErr) {
-			w.logger.Warn("hookInfo failed; will poll again", "event_id", n.EventID, "wamid", job.Args.Wamid, "error", err)
-			return river.JobSnooze(w.nextPoll(job, deadline))
+	}
+	return open, expired, nil
+}
+
+// poll asks hookInfo about every open message, at most cap(w.polls) calls
+// at once across all jobs. A failed call leaves its message for the next
+// wake-up; polls not started when ctx ends are skipped.
+func (w *TrackWorker) poll(ctx context.Context, open []*tracked) {
+	var wg sync.WaitGroup
+	for _, t := range open {
+		select {
+		case w.polls <- struct{}{}:
+		case <-ctx.Done():
+			t.err = ctx.Err()
+			continue
 		}
-		return err
+		wg.Add(1)
+		go func() {
+			defer func() { <-w.polls; wg.Done() }()
+			ch, err := w.channels.get(t.n.Channel)
+			if err != nil {
+				t.err = err
+				w.logger.Warn("cannot poll the status", "event_id", t.n.EventID, "error", err)
+				return
+			}
+			t.hooks, t.err = ch.API.HookInfo(ctx, t.Wamid)
+			if t.err != nil && ctx.Err() == nil {
+				w.logger.Warn("hookInfo failed; will poll again", "event_id", t.n.EventID, "wamid", t.Wamid, "error", t.err)
+			}
+		}()
 	}
-	n, err = w.apply(ctx, n, hooks)
-	if errors.Is(err, ledger.ErrNotFound) {
-		return nil // deleted by retention meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	if done(n, job.Args.Wamid) {
-		return nil
-	}
-	return river.JobSnooze(w.nextPoll(job, deadline))
+	wg.Wait()
 }
 
 // done reports whether tracking wamid has nothing left to do.
@@ -119,48 +174,83 @@ func (w *TrackWorker) nextPoll(job *river.Job[TrackArgs], deadline time.Time) ti
 	return d
 }
 
-// apply records the hookInfo entries not recorded by an earlier poll and
-// returns the row as it is then, read in the same transaction.
+// apply records, in one transaction, the hookInfo entries not recorded by
+// an earlier poll, and returns the open message whose deadline comes
+// first, judged by the rows as they are then, or nil when none is open.
 // hookInfo repeats the whole history on every call; webhook duplicates are
 // kept because each is a separate delivery by 1MSG.
-func (w *TrackWorker) apply(ctx context.Context, n *ledger.Notification, hooks []onemsg.Hook) (*ledger.Notification, error) {
-	now := n
+func (w *TrackWorker) apply(ctx context.Context, open []*tracked) (*ledger.Notification, error) {
+	ids := make([]int64, len(open))
+	for i, t := range open {
+		ids[i] = t.NotificationID
+	}
+	// What was learnt is recorded even if the job's context ends now.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	var first *ledger.Notification
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		seen, err := ledger.EventKeys(ctx, tx, n.ID, ledger.SourcePoll)
+		seen, err := ledger.EventKeys(ctx, tx, ids, ledger.SourcePoll)
 		if err != nil {
 			return err
 		}
 		var reports []ledger.Report
-		for _, h := range hooks {
-			r := HookReport(h)
-			r.NotificationID, r.Source = n.ID, ledger.SourcePoll
-			status := r.Status
-			if st, ok := ledger.MapStatus(r.Status); ok {
-				status = string(st)
+		for _, t := range open {
+			for _, h := range t.hooks {
+				r := HookReport(h)
+				r.NotificationID, r.Source = t.NotificationID, ledger.SourcePoll
+				status := r.Status
+				if st, ok := ledger.MapStatus(r.Status); ok {
+					status = string(st)
+				}
+				key := ledger.EventKey{Status: status, At: unixOrZero(r.OccurredAt)}
+				if seen[t.NotificationID][key] {
+					continue
+				}
+				if seen[t.NotificationID] == nil {
+					seen[t.NotificationID] = map[ledger.EventKey]bool{}
+				}
+				seen[t.NotificationID][key] = true
+				reports = append(reports, r)
 			}
-			key := ledger.EventKey{Status: status, At: unixOrZero(r.OccurredAt)}
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
-			reports = append(reports, r)
 		}
+		var rows map[int64]*ledger.Notification
 		if len(reports) == 0 {
 			// Nothing new, but a webhook or another poll may have moved the
-			// row since it was read.
-			now, err = ledger.Get(ctx, tx, n.ID)
-			return err
+			// rows since they were read.
+			rows, err = ledger.GetMany(ctx, tx, ids)
+		} else {
+			var res *ledger.ApplyResult
+			res, err = w.ledger.Apply(ctx, tx, reports)
+			if res != nil {
+				rows = res.Rows
+			}
 		}
-		res, err := w.ledger.Apply(ctx, tx, reports)
 		if err != nil {
 			return err
 		}
-		if now = res.Rows[n.ID]; now == nil {
-			return fmt.Errorf("notification %d: %w", n.ID, ledger.ErrNotFound)
+		first = nil
+		for _, t := range open {
+			n := rows[t.NotificationID]
+			if n == nil && len(reports) > 0 {
+				// Not reported on by this poll: read it as it is.
+				n, err = ledger.Get(ctx, tx, t.NotificationID)
+				if errors.Is(err, ledger.ErrNotFound) {
+					continue // deleted by retention meanwhile
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if n == nil || done(n, t.Wamid) {
+				continue
+			}
+			if first == nil || w.deadline(n).Before(w.deadline(first)) {
+				first = n
+			}
 		}
 		return nil
 	})
-	return now, err
+	return first, err
 }
 
 func unixOrZero(t time.Time) int64 {
@@ -170,42 +260,16 @@ func unixOrZero(t time.Time) int64 {
 	return t.Unix()
 }
 
-// StopTracking returns a ledger.ChangeFunc that deletes the pending track
-// job of every notification that just reached a final status, in the same
-// transaction: a webhook that brought the status saves the job's wake-up.
-// A running track job (the one that polled the status itself) is left to
-// finish.
-func StopTracking(deleter interface {
-	JobDeleteManyTx(ctx context.Context, tx pgx.Tx, params *river.JobDeleteManyParams) (*river.JobDeleteManyResult, error)
-}) ledger.ChangeFunc {
-	return func(ctx context.Context, tx pgx.Tx, changes []ledger.Change) error {
-		var ids []int64
-		for _, c := range changes {
-			if c.To.Final() && c.Notification.TrackJobID != 0 {
-				ids = append(ids, c.Notification.TrackJobID)
-			}
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		_, err := deleter.JobDeleteManyTx(ctx, tx, river.NewJobDeleteManyParams().IDs(ids...).
-			States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable).First(len(ids)))
-		if err != nil {
-			return fmt.Errorf("delete finished track jobs: %w", err)
-		}
+// OnChange is what every writer of statuses (the daemon, the operator
+// commands) must do in the transaction of a change: when a CRM callback is
+// configured, enqueue its delivery. A track job is not stopped when its
+// messages turn final: it follows a whole batch, wakes once and completes
+// without calling 1MSG when every message is final.
+func OnChange(client *river.Client[pgx.Tx], schema string, callbacks bool) ledger.ChangeFunc {
+	if !callbacks {
 		return nil
 	}
-}
-
-// OnChange is what every writer of statuses (the daemon, the operator
-// commands) must do in the transaction of a change: stop tracking what is
-// final and, when a CRM callback is configured, enqueue its delivery.
-func OnChange(client *river.Client[pgx.Tx], schema string, callbacks bool) ledger.ChangeFunc {
-	fns := []ledger.ChangeFunc{StopTracking(client)}
-	if callbacks {
-		fns = append(fns, Callbacks(client, schema))
-	}
-	return ledger.Chain(fns...)
+	return Callbacks(client, schema)
 }
 
 // HookReport turns a hookInfo entry (a Meta status object) into a report.
@@ -218,16 +282,21 @@ func HookReport(h onemsg.Hook) ledger.Report {
 	return r
 }
 
-// expire marks a message that reached no final status in time.
-func (w *TrackWorker) expire(ctx context.Context, n *ledger.Notification) error {
+// expire marks messages that reached no final status in time.
+func (w *TrackWorker) expire(ctx context.Context, ns []*ledger.Notification) error {
+	reports := make([]ledger.Report, len(ns))
+	for i, n := range ns {
+		reports[i] = ledger.Report{NotificationID: n.ID, Status: string(ledger.StatusExpired), Source: ledger.SourceDaemon,
+			Detail: mustJSON(map[string]any{"reason": fmt.Sprintf("no final status within %s (CANCELNOTIFY_TRACK_FOR)", w.trackFor)})}
+	}
 	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		res, err := w.ledger.Apply(ctx, tx, []ledger.Report{{
-			NotificationID: n.ID, Status: string(ledger.StatusExpired), Source: ledger.SourceDaemon,
-			Detail: mustJSON(map[string]any{"reason": fmt.Sprintf("no final status within %s (CANCELNOTIFY_TRACK_FOR)", w.trackFor)}),
-		}})
-		if err == nil && len(res.Changes) > 0 {
-			w.logger.Warn("tracking deadline passed; marked expired", "event_id", n.EventID, "wamid", n.Wamid)
+		res, err := w.ledger.Apply(ctx, tx, reports)
+		if err != nil {
+			return err
 		}
-		return err
+		for _, c := range res.Changes {
+			w.logger.Warn("tracking deadline passed; marked expired", "event_id", c.Notification.EventID, "wamid", c.Notification.Wamid)
+		}
+		return nil
 	})
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -142,4 +143,69 @@ func TestTrackWorker(t *testing.T) {
 			t.Errorf("%d hookInfo calls for a final row, want 0", calls)
 		}
 	})
+}
+
+// TestTrackWorkerBatch: one job follows a whole acceptance batch. It polls
+// only the messages still open, sleeps while any is, and completes when the
+// last one is final or expired.
+func TestTrackWorkerBatch(t *testing.T) {
+	t.Parallel()
+	b := setupWorkers(t, setupOpts{
+		sandbox: func(c *sandbox.Config) { c.DeliveredAfter, c.ReadAfter = time.Hour, time.Hour },
+		config:  func(c *Config) { c.TrackFor = time.Hour },
+	})
+	var ns []*ledger.Notification
+	var msgs []TrackedMessage
+	for i := range 3 {
+		n := b.notification(t, ledger.New{OutboxID: int64(i + 1), EventID: "order-" + strconv.Itoa(i) + "-cancelled",
+			Phone: "7900123456" + strconv.Itoa(i)})
+		requireEvent(t, b.work(t, n), river.EventKindJobCompleted)
+		n = b.get(t, n.ID)
+		ns = append(ns, n)
+		msgs = append(msgs, TrackedMessage{NotificationID: n.ID, Wamid: n.Wamid})
+	}
+	webhook := func(n *ledger.Notification, status string) {
+		t.Helper()
+		err := pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
+			_, err := b.cfg.Ledger.Apply(b.ctx, tx, []ledger.Report{{Wamid: n.Wamid, Status: status, Source: ledger.SourceWebhook}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	webhook(ns[0], "read") // final before the job first runs
+	calls := func() int64 { return b.sb.Stats().HookInfoCalls }
+
+	res, err := b.track.Work(b.ctx, t, b.tx, TrackArgs{Messages: msgs}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireEvent(t, res, river.EventKindJobSnoozed)
+	if got := calls(); got != 2 {
+		t.Errorf("first wake-up: %d hookInfo calls, want 2 (the final message is not polled)", got)
+	}
+	for _, n := range ns[1:] {
+		if ev := b.events(t, n.ID); ev[len(ev)-1] != "sent/poll" {
+			t.Errorf("notification %d history %v, want the poll's sent recorded", n.ID, ev)
+		}
+	}
+
+	webhook(ns[1], "delivered")
+	res = b.workTrack(t, res.Job)
+	requireEvent(t, res, river.EventKindJobSnoozed)
+	if got := calls(); got != 3 {
+		t.Errorf("second wake-up: %d hookInfo calls in all, want 3 (only the open message polled)", got)
+	}
+
+	if _, err := b.pool.Exec(b.ctx, "UPDATE notification SET sent_at = now() - interval '2 hours' WHERE id = $1", ns[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	requireEvent(t, b.workTrack(t, res.Job), river.EventKindJobCompleted)
+	if got := calls(); got != 3 {
+		t.Errorf("last wake-up: %d hookInfo calls in all, want 3 (an expired message is not polled)", got)
+	}
+	for i, want := range []ledger.Status{ledger.StatusRead, ledger.StatusDelivered, ledger.StatusExpired} {
+		requireStatus(t, b.get(t, ns[i].ID), want, "")
+	}
 }

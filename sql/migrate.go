@@ -270,6 +270,16 @@ func Open(ctx context.Context, databaseURL, schema string, maxConns int32) (*pgx
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "cancelnotify"
 	}
+	// pgx prepares every statement, and Postgres may then keep one generic
+	// plan per connection for good. Planned while a new schema's tables
+	// were empty, that plan is a sequential scan of notification and
+	// river_job for the daemon's whole life (one third of the database's
+	// time at 20,000 rows, README "What cancelnotify costs your
+	// database"). Custom plans follow the tables as they grow, for a few
+	// microseconds of planning per statement. A URL that sets it wins.
+	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}

@@ -87,7 +87,7 @@ type DB interface {
 
 const statusColumns = `channel, state, since, coalesce(error_code, ''), coalesce(error, ''), probe_at, probes,
 	last_probe_at, coalesce(last_probe_error, ''), coalesce(trial_job_id, 0), trial_until,
-	CASE WHEN state = 'healthy' THEN 0 ELSE (SELECT count(*) FROM notification n WHERE n.status = 'queued' AND n.channel = h.channel) END`
+	CASE WHEN state = 'healthy' THEN 0 ELSE (SELECT count(*) FROM notification n WHERE n.wamid IS NULL AND n.status = 'queued' AND n.channel = h.channel) END`
 
 // ReadAll returns the default channel and every channel that has ever been
 // held, for the commands that do not know the configured channels.
@@ -459,7 +459,7 @@ func (m *Monitor) probe(ctx context.Context, c Channel) {
 	// Status and templates answer: let one real send decide. With nothing
 	// waiting to send there is nothing to try, and nothing held.
 	var waiting bool
-	err = m.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notification WHERE status = 'queued' AND channel = $1)`, c.Name).Scan(&waiting)
+	err = m.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notification WHERE wamid IS NULL AND status = 'queued' AND channel = $1)`, c.Name).Scan(&waiting)
 	if err == nil && !waiting {
 		if err := m.resume(ctx, c.Name, "the probe passed and nothing waits", `AND probe_owner = $2`, m.cfg.Owner); err != nil {
 			m.cfg.Logger.Debug("channel health: resume failed", "channel", c.Name, "error", err)

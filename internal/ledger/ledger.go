@@ -145,6 +145,24 @@ func Get(ctx context.Context, db DB, id int64) (*Notification, error) {
 	return getOne(ctx, db, "SELECT "+notificationColumns+" FROM notification WHERE id = $1", id)
 }
 
+// GetMany reads the notifications of ids; ids with no row are absent from
+// the map.
+func GetMany(ctx context.Context, db DB, ids []int64) (map[int64]*Notification, error) {
+	rows, err := db.Query(ctx, "SELECT "+notificationColumns+" FROM notification WHERE id = ANY($1)", ids)
+	if err != nil {
+		return nil, fmt.Errorf("read notifications: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Notification, error) { return scanNotification(r) })
+	if err != nil {
+		return nil, fmt.Errorf("read notifications: %w", err)
+	}
+	out := make(map[int64]*Notification, len(found))
+	for _, n := range found {
+		out[n.ID] = n
+	}
+	return out, nil
+}
+
 // GetByEventID reads the notification of an outbox event.
 func GetByEventID(ctx context.Context, db DB, eventID string) (*Notification, error) {
 	return getOne(ctx, db, "SELECT "+notificationColumns+" FROM notification WHERE outbox_id = (SELECT id FROM outbox WHERE event_id = $1)", eventID)
@@ -214,12 +232,14 @@ type Job struct {
 	LastError   string    `json:"last_error,omitempty"`
 }
 
-// Jobs returns the River jobs whose args reference notificationID, oldest
-// first. River deletes finished jobs after its retention period.
+// Jobs returns the River jobs whose args reference notificationID (a send
+// job's notification_id, or one of a track job's messages), oldest first. River deletes finished jobs after its retention period.
 func Jobs(ctx context.Context, db DB, notificationID int64) ([]Job, error) {
 	rows, err := db.Query(ctx, `SELECT id, kind, state::text, attempt, max_attempts, scheduled_at,
 			coalesce(errors[array_length(errors, 1)]->>'error', '')
-		FROM river_job WHERE kind LIKE 'cancelnotify_%' AND args @> jsonb_build_object('notification_id', $1::bigint) ORDER BY id`, notificationID)
+		FROM river_job WHERE kind LIKE 'cancelnotify_%' AND (args @> jsonb_build_object('notification_id', $1::bigint)
+			OR args @> jsonb_build_object('messages', jsonb_build_array(jsonb_build_object('notification_id', $1::bigint))))
+		ORDER BY id`, notificationID)
 	if err != nil {
 		return nil, fmt.Errorf("read River jobs: %w", err)
 	}

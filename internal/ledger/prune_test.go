@@ -38,7 +38,7 @@ func TestPrune(t *testing.T) {
 		}
 		n := create(t, pool, l, int64(i+1), r.status)
 		ids[i] = n.ID
-		if _, err := pool.Exec(ctx, "UPDATE notification SET updated_at = now() - $2::interval WHERE id = $1", n.ID, r.age); err != nil {
+		if _, err := pool.Exec(ctx, "UPDATE notification SET updated_at = now() - $2::interval, event_created_at = now() - $2::interval WHERE id = $1", n.ID, r.age); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -111,21 +111,27 @@ type EventKey struct {
 	At     int64 // Unix seconds; 0 when the report had no time
 }
 
-// EventKeys returns the keys of a notification's events from source.
-func EventKeys(ctx context.Context, db DB, notificationID int64, source Source) (map[EventKey]bool, error) {
-	rows, err := db.Query(ctx, `SELECT status, coalesce(extract(epoch FROM occurred_at)::bigint, 0)
-		FROM notification_event WHERE notification_id = $1 AND source = $2`, notificationID, string(source))
+// EventKeys returns, per notification, the (status, time) of the events
+// source recorded for it, so a poll that repeats the whole history records
+// each entry once.
+func EventKeys(ctx context.Context, db DB, notificationIDs []int64, source Source) (map[int64]map[EventKey]bool, error) {
+	rows, err := db.Query(ctx, `SELECT notification_id, status, coalesce(extract(epoch FROM occurred_at)::bigint, 0)
+		FROM notification_event WHERE notification_id = ANY($1) AND source = $2`, notificationIDs, string(source))
 	if err != nil {
-		return nil, fmt.Errorf("read the events of notification %d: %w", notificationID, err)
+		return nil, fmt.Errorf("read the events of %d notifications: %w", len(notificationIDs), err)
 	}
 	defer rows.Close()
-	out := map[EventKey]bool{}
+	out := map[int64]map[EventKey]bool{}
 	for rows.Next() {
+		var id int64
 		var k EventKey
-		if err := rows.Scan(&k.Status, &k.At); err != nil {
+		if err := rows.Scan(&id, &k.Status, &k.At); err != nil {
 			return nil, err
 		}
-		out[k] = true
+		if out[id] == nil {
+			out[id] = map[EventKey]bool{}
+		}
+		out[id][k] = true
 	}
 	return out, rows.Err()
 }

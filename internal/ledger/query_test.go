@@ -70,9 +70,13 @@ func TestQueries(t *testing.T) {
 	if n, err := ledger.CountEvents(ctx, pool, ns[0].ID, ledger.SourceDaemon, ledger.StatusFailed); err != nil || n != 1 {
 		t.Errorf("CountEvents = %d, %v; want the one event create recorded", n, err)
 	}
-	keys, err := ledger.EventKeys(ctx, pool, ns[0].ID, ledger.SourceDaemon)
-	if err != nil || len(keys) != 1 || !keys[ledger.EventKey{Status: "failed"}] {
+	keys, err := ledger.EventKeys(ctx, pool, []int64{ns[0].ID, ns[1].ID}, ledger.SourceDaemon)
+	if err != nil || len(keys[ns[0].ID]) != 1 || !keys[ns[0].ID][ledger.EventKey{Status: "failed"}] {
 		t.Errorf("EventKeys = %v, %v", keys, err)
+	}
+	got, err := ledger.GetMany(ctx, pool, []int64{ns[0].ID, ns[2].ID, -1})
+	if err != nil || len(got) != 2 || got[ns[0].ID].EventID != ns[0].EventID || got[ns[2].ID].EventID != ns[2].EventID {
+		t.Errorf("GetMany = %v, %v; want the two rows that exist", got, err)
 	}
 
 	apply(t, pool, l, ledger.Report{NotificationID: ns[3].ID, Wamid: "wamid.q1", Status: "sent", Source: ledger.SourceAPI})

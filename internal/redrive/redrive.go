@@ -96,7 +96,7 @@ func (o *Operator) Resolve(ctx context.Context, eventID string, r Resolution) Ou
 		}
 		switch {
 		case r.SentAs != "":
-			track, err := o.Jobs.InsertTx(ctx, tx, jobs.TrackArgs{NotificationID: n.ID, Wamid: r.SentAs, EventID: n.EventID}, traced(n))
+			track, err := o.Jobs.InsertTx(ctx, tx, jobs.TrackArgs{NotificationID: n.ID, Wamid: r.SentAs, EventID: n.EventID}, jobs.TrackOne(traced(n)))
 			if err != nil {
 				return "", err
 			}
