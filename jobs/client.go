@@ -266,9 +266,13 @@ func newSendWorker(cfg Config, channels channelSet) *SendWorker {
 // jobs; a job whose 1MSG hangs gives up after three call timeouts and
 // records what it learnt.
 func newTrackWorker(cfg Config, channels channelSet) *TrackWorker {
-	return &TrackWorker{
+	w := &TrackWorker{
 		pool: cfg.Pool, ledger: cfg.Ledger, channels: channels, trackFor: cfg.TrackFor,
 		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: 3*cfg.CallTimeout + 15*time.Second, logger: cfg.Logger,
 		polls: make(chan struct{}, cfg.TrackWorkers),
 	}
+	// One status transaction at a time for all polls: tracking's share of
+	// the database stays one connection whatever comes back at once.
+	w.applies = groupcommit.New(cfg.Pool, w.applyBatch, groupcommit.Options{InFlight: 1, MaxBatch: 50})
+	return w
 }

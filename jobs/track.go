@@ -2,9 +2,9 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
@@ -39,7 +40,8 @@ type TrackWorker struct {
 	logger   *slog.Logger
 	// polls bounds the hookInfo calls in flight across all track jobs
 	// (Config.TrackWorkers).
-	polls chan struct{}
+	polls   chan struct{}
+	applies *groupcommit.Writer[[]*tracked, *ledger.Notification]
 }
 
 // NextRetry: as for sends, errors are the database's; retry soon.
@@ -174,26 +176,36 @@ func (w *TrackWorker) nextPoll(job *river.Job[TrackArgs], deadline time.Time) ti
 	return d
 }
 
-// apply records, in one transaction, the hookInfo entries not recorded by
-// an earlier poll, and returns the open message whose deadline comes
-// first, judged by the rows as they are then, or nil when none is open.
-// hookInfo repeats the whole history on every call; webhook duplicates are
-// kept because each is a separate delivery by 1MSG.
+// apply records what the polls of open learnt and returns the open
+// message whose deadline comes first, judged by the rows as they are then,
+// or nil when none is open. The writes of concurrent jobs share one
+// transaction, and one such transaction runs at a time (newTrackWorker):
+// however many polls come back at once, tracking occupies one database
+// connection, and the sends keep the rest (README, "How messages are
+// followed"). What was learnt is recorded even if the job's context ends.
 func (w *TrackWorker) apply(ctx context.Context, open []*tracked) (*ledger.Notification, error) {
-	ids := make([]int64, len(open))
-	for i, t := range open {
-		ids[i] = t.NotificationID
-	}
-	// What was learnt is recorded even if the job's context ends now.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	var first *ledger.Notification
-	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		seen, err := ledger.EventKeys(ctx, tx, ids, ledger.SourcePoll)
-		if err != nil {
-			return err
+	return w.applies.Do(ctx, open)
+}
+
+// applyBatch is the applies batch: for each job's open messages, the
+// hookInfo entries not recorded by an earlier poll, in one Apply. hookInfo
+// repeats the whole history on every call; webhook duplicates are kept
+// because each is a separate delivery by 1MSG.
+func (w *TrackWorker) applyBatch(ctx context.Context, tx pgx.Tx, jobs [][]*tracked) ([]*ledger.Notification, error) {
+	var ids []int64
+	for _, open := range jobs {
+		for _, t := range open {
+			ids = append(ids, t.NotificationID)
 		}
-		var reports []ledger.Report
+	}
+	seen, err := ledger.EventKeys(ctx, tx, ids, ledger.SourcePoll)
+	if err != nil {
+		return nil, err
+	}
+	var reports []ledger.Report
+	for _, open := range jobs {
 		for _, t := range open {
 			for _, h := range t.hooks {
 				r := HookReport(h)
@@ -203,54 +215,53 @@ func (w *TrackWorker) apply(ctx context.Context, open []*tracked) (*ledger.Notif
 					status = string(st)
 				}
 				key := ledger.EventKey{Status: status, At: unixOrZero(r.OccurredAt)}
-				if seen[t.NotificationID][key] {
-					continue
-				}
 				if seen[t.NotificationID] == nil {
 					seen[t.NotificationID] = map[ledger.EventKey]bool{}
+				}
+				if seen[t.NotificationID][key] {
+					continue
 				}
 				seen[t.NotificationID][key] = true
 				reports = append(reports, r)
 			}
 		}
-		var rows map[int64]*ledger.Notification
-		if len(reports) == 0 {
-			// Nothing new, but a webhook or another poll may have moved the
-			// rows since they were read.
-			rows, err = ledger.GetMany(ctx, tx, ids)
-		} else {
-			var res *ledger.ApplyResult
-			res, err = w.ledger.Apply(ctx, tx, reports)
-			if res != nil {
-				rows = res.Rows
-			}
-		}
+	}
+	rows := map[int64]*ledger.Notification{}
+	if len(reports) > 0 {
+		res, err := w.ledger.Apply(ctx, tx, reports)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		first = nil
+		rows = res.Rows
+	}
+	// Rows nothing was reported on may still have moved (a webhook, another
+	// poll) since the job read them.
+	var unread []int64
+	for _, id := range ids {
+		if rows[id] == nil {
+			unread = append(unread, id)
+		}
+	}
+	if len(unread) > 0 {
+		more, err := ledger.GetMany(ctx, tx, unread)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(rows, more)
+	}
+	out := make([]*ledger.Notification, len(jobs))
+	for i, open := range jobs {
 		for _, t := range open {
-			n := rows[t.NotificationID]
-			if n == nil && len(reports) > 0 {
-				// Not reported on by this poll: read it as it is.
-				n, err = ledger.Get(ctx, tx, t.NotificationID)
-				if errors.Is(err, ledger.ErrNotFound) {
-					continue // deleted by retention meanwhile
-				}
-				if err != nil {
-					return err
-				}
-			}
+			n := rows[t.NotificationID] // nil: deleted by retention meanwhile
 			if n == nil || done(n, t.Wamid) {
 				continue
 			}
-			if first == nil || w.deadline(n).Before(w.deadline(first)) {
-				first = n
+			if out[i] == nil || w.deadline(n).Before(w.deadline(out[i])) {
+				out[i] = n
 			}
 		}
-		return nil
-	})
-	return first, err
+	}
+	return out, nil
 }
 
 func unixOrZero(t time.Time) int64 {
