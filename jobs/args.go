@@ -15,6 +15,8 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/cancelnotify/cancelnotify/internal/ledger"
 )
 
 // Queues.
@@ -32,32 +34,46 @@ var allStates = []rivertype.JobState{
 	rivertype.JobStateRunning, rivertype.JobStateScheduled,
 }
 
-// SendArgs asks for one notification to be sent.
+// SendArgs asks for one notification to be sent. Its fields are few on
+// purpose: River indexes every key and value of a job's args (a GIN index)
+// and writes those entries again at each of the job's three writes; see
+// SendArgsOf.
 type SendArgs struct {
-	// OutboxID is the unique key (with Redrive): one send job per outbox
-	// event, a second guard behind the relay's own transaction.
-	OutboxID       int64  `json:"outbox_id" river:"unique"`
-	NotificationID int64  `json:"notification_id"`
-	EventID        string `json:"event_id"`
+	NotificationID int64 `json:"notification_id"`
+	// EventID is the OMS's event id, for whoever reads River's tables.
+	EventID string `json:"event_id"`
 	// Channel names the notification's channel, so the job can wait for
-	// the channel's send rate before it touches the row; "" (jobs enqueued
-	// before channels existed) is the default channel.
+	// the channel's send rate before it touches the row; "" is the
+	// default channel.
 	Channel string `json:"channel,omitempty"`
-	// Redrive counts operator re-drives of a failed or expired row; each
-	// gets its own job.
-	Redrive int `json:"redrive,omitempty" river:"unique"`
+	// Redrive counts operator re-drives of a failed or expired row.
+	Redrive int `json:"redrive,omitempty"`
+	// OutboxID is set only in jobs enqueued before schema version 11.
+	OutboxID int64 `json:"outbox_id,omitempty"`
+}
+
+// SendArgsOf returns the args of n's send job, the redrive-th re-drive
+// (0: the relay's first job).
+func SendArgsOf(n *ledger.Notification, redrive int) SendArgs {
+	a := SendArgs{NotificationID: n.ID, EventID: n.EventID, Redrive: redrive}
+	if n.Channel != ledger.DefaultChannel {
+		a.Channel = n.Channel
+	}
+	return a
 }
 
 // Kind implements river.JobArgs.
 func (SendArgs) Kind() string { return "cancelnotify_send" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts.
+// InsertOpts implements river.JobArgsWithInsertOpts. A send job has no
+// River unique key: the relay inserts it in the transaction that creates
+// the notification (unique per outbox row), a re-drive in the transaction
+// that moves the row back to queued, and a second job for one row could not
+// send twice anyway: the worker sends only a row it moved from queued to
+// sending under the row's lock. The key cost each message a unique index
+// entry at every write of its job (350 bytes of WAL).
 func (SendArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       QueueSend,
-		MaxAttempts: sendMaxAttempts,
-		UniqueOpts:  river.UniqueOpts{ByArgs: true, ByState: allStates},
-	}
+	return river.InsertOpts{Queue: QueueSend, MaxAttempts: sendMaxAttempts}
 }
 
 // TrackArgs asks for accepted messages to be followed to a final status.

@@ -56,7 +56,7 @@ func TestCrashBetweenSendAndCommit(t *testing.T) {
 			return err
 		}
 		n = ns[0]
-		_, err = client.InsertTx(ctx, tx, SendArgs{OutboxID: 1, NotificationID: n.ID, EventID: n.EventID}, nil)
+		_, err = client.InsertTx(ctx, tx, SendArgsOf(n, 0), nil)
 		return err
 	})
 	if err != nil {

@@ -164,7 +164,7 @@ func (b *workerBundle) events(t *testing.T, id int64) []string {
 // work runs one send job for n, as River would run it.
 func (b *workerBundle) work(t *testing.T, n *ledger.Notification) *rivertest.WorkResult {
 	t.Helper()
-	res, err := b.send.Work(b.ctx, t, b.tx, SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID}, nil)
+	res, err := b.send.Work(b.ctx, t, b.tx, SendArgsOf(n, 0), nil)
 	if err != nil {
 		t.Fatalf("send job: %v", err)
 	}

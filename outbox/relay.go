@@ -680,7 +680,7 @@ func (r *Relay) relayRows(ctx context.Context, outer pgx.Tx, batch []row, decisi
 	for i, n := range created {
 		switch n.Status {
 		case ledger.StatusQueued:
-			p := river.InsertManyParams{Args: jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Channel: n.Channel}}
+			p := river.InsertManyParams{Args: jobs.SendArgsOf(n, 0)}
 			opts := river.InsertOpts{Metadata: tracing.Metadata(n.TraceParent)}
 			if nb := news[i].NotBefore; nb.After(time.Now()) {
 				opts.ScheduledAt = nb

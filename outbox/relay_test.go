@@ -90,7 +90,7 @@ func TestConcurrentRelaysRelayOnce(t *testing.T) {
 	err := pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM notification), (SELECT count(DISTINCT outbox_id) FROM notification),
 		(SELECT count(*) FROM river_job WHERE kind = 'cancelnotify_send'),
-		(SELECT count(DISTINCT args->>'outbox_id') FROM river_job WHERE kind = 'cancelnotify_send'),
+		(SELECT count(DISTINCT args->>'notification_id') FROM river_job WHERE kind = 'cancelnotify_send'),
 		(SELECT count(*) FROM outbox WHERE relayed_at IS NULL)`).
 		Scan(&notifications, &distinctOutbox, &jobs, &distinctJobs, &unrelayed)
 	if err != nil {

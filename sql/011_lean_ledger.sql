@@ -15,7 +15,7 @@
 -- leaves a third of each new page free for the versions of its rows.
 DROP INDEX notification_status_idx;
 DROP INDEX notification_queued_channel_idx;
-ALTER TABLE notification SET (fillfactor = 70);
+ALTER TABLE notification SET (fillfactor = 50);
 
 -- The messages waiting for a held channel are among the rows without a
 -- wamid, a predicate no HOT update changes: queued and sending rows, and the

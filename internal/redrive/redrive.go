@@ -130,7 +130,7 @@ func (o *Operator) requeue(ctx context.Context, tx pgx.Tx, n *ledger.Notificatio
 		Reset: true, Detail: map[string]any{"by": o.Who}}); err != nil {
 		return err
 	}
-	_, err = o.Jobs.InsertTx(ctx, tx, jobs.SendArgs{OutboxID: n.OutboxID, NotificationID: n.ID, EventID: n.EventID, Channel: n.Channel, Redrive: redrives + 1}, traced(n))
+	_, err = o.Jobs.InsertTx(ctx, tx, jobs.SendArgsOf(n, redrives+1), traced(n))
 	return err
 }
 
