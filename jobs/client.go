@@ -23,7 +23,7 @@ import (
 
 // Defaults of Config; the command line's flags default to the same values.
 const (
-	DefaultSendWorkers     = 100
+	DefaultSendWorkers     = 300
 	DefaultTrackWorkers    = 20
 	DefaultCallbackWorkers = 10
 
@@ -57,8 +57,12 @@ type Config struct {
 	// every refusal fails its message.
 	Health Health
 
-	// SendWorkers is how many sends run at once. 1MSG answers in tens of
-	// ms, so concurrency is throughput. Defaults to DefaultSendWorkers.
+	// SendWorkers is how many sends run at once. A send waits for 1MSG's
+	// answer (tens to hundreds of ms) and for two group commits, holding no
+	// database connection while it waits, so concurrency is throughput:
+	// sends per second ≤ SendWorkers ÷ the time one takes. Defaults to
+	// DefaultSendWorkers, enough for 1,000/s at 300 ms; at 100 a burst
+	// reached 890/s with 1MSG answering in 50 ms (README "Latest figures").
 	SendWorkers int
 	// TrackWorkers is how many hookInfo polls run at once, and how many
 	// track jobs (each following up to 100 messages). Defaults to
