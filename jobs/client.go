@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"net/http"
 	"time"
@@ -25,6 +26,7 @@ import (
 const (
 	DefaultSendWorkers     = 300
 	DefaultTrackWorkers    = 20
+	DefaultPollRate        = 1000
 	DefaultCallbackWorkers = 10
 
 	DefaultTrackFor       = 24 * time.Hour
@@ -68,6 +70,15 @@ type Config struct {
 	// track jobs (each following up to 100 messages). Defaults to
 	// DefaultTrackWorkers.
 	TrackWorkers int
+
+	// PollRate is the most hookInfo calls per second, for all channels
+	// together. Polls are the safety net behind webhooks, and without them
+	// about one per message: the default keeps pace with a thousand
+	// messages a second, while the polls of a big burst, due all at once,
+	// are spread out instead of taking the machine (and 1MSG's API, which
+	// answers 429 past an unpublished limit) from the sends. Defaults to
+	// DefaultPollRate; negative: unpaced.
+	PollRate float64
 
 	// TrackFor is how long a sent message is followed before it is
 	// expired. Defaults to DefaultTrackFor.
@@ -125,9 +136,15 @@ type Config struct {
 
 	// afterSend is the send worker's crash point, for tests.
 	afterSend func(context.Context) error
+	// gate is shared by the send and track workers: polls give way to
+	// sends (set by withDefaults).
+	gate *sendsFirst
 }
 
 func (c *Config) withDefaults() {
+	if c.gate == nil {
+		c.gate = &sendsFirst{}
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -145,6 +162,9 @@ func (c *Config) withDefaults() {
 	def(&c.TrackFor, DefaultTrackFor)
 	def(&c.TrackFirstPoll, DefaultTrackFirstPoll)
 	def(&c.TrackPollMax, DefaultTrackPollMax)
+	if c.PollRate == 0 {
+		c.PollRate = DefaultPollRate
+	}
 	def(&c.SendFor, DefaultSendFor)
 	def(&c.CallTimeout, onemsg.DefaultTimeout)
 	def(&c.Retention, DefaultRetention)
@@ -258,7 +278,7 @@ func newSendWorker(cfg Config, channels channelSet) *SendWorker {
 	w := &SendWorker{
 		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, channels: channels, sendTTL: cfg.SendTTL, health: cfg.Health,
 		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: cfg.sendTimeout(), logger: cfg.Logger,
-		afterSend: cfg.afterSend,
+		afterSend: cfg.afterSend, gate: cfg.gate,
 	}
 	w.starts = groupcommit.New(cfg.Pool, w.startAttempts, groupcommit.Options{})
 	w.accepts = groupcommit.New(cfg.Pool, w.recordAccepted, groupcommit.Options{})
@@ -273,10 +293,13 @@ func newTrackWorker(cfg Config, channels channelSet) *TrackWorker {
 	w := &TrackWorker{
 		pool: cfg.Pool, ledger: cfg.Ledger, channels: channels, trackFor: cfg.TrackFor,
 		pollBase: cfg.TrackFirstPoll, pollMax: cfg.TrackPollMax, timeout: 3*cfg.CallTimeout + 15*time.Second, logger: cfg.Logger,
-		polls: make(chan struct{}, cfg.TrackWorkers),
+		polls: make(chan struct{}, cfg.TrackWorkers), gate: cfg.gate,
+	}
+	if cfg.PollRate > 0 {
+		w.pollRate = rate.NewLimiter(rate.Limit(cfg.PollRate), cfg.TrackWorkers)
 	}
 	// One status transaction at a time for all polls: tracking's share of
 	// the database stays one connection whatever comes back at once.
-	w.applies = groupcommit.New(cfg.Pool, w.applyBatch, groupcommit.Options{InFlight: 1, MaxBatch: 50})
+	w.applies = groupcommit.New(cfg.Pool, w.applyBatch, groupcommit.Options{InFlight: 1, MaxBatch: 10})
 	return w
 }

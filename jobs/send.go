@@ -60,6 +60,8 @@ type SendWorker struct {
 	// transaction that records it; an error returned aborts the attempt
 	// there, as a crash at that instant would.
 	afterSend func(ctx context.Context) error
+
+	gate *sendsFirst // polls wait while a send is starting
 }
 
 // NextRetry keeps pauses short after an unexpected error (the database
@@ -114,6 +116,8 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	if err := ch.Limiter.Wait(ctx); err != nil {
 		return err
 	}
+	started := w.gate.begin()
+	defer started()
 	// The common case, a queued row, records its intent in a transaction
 	// shared with the other workers starting now (group commit).
 	n, err := w.starts.Do(ctx, job.Args.NotificationID)
@@ -141,6 +145,7 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 			return snoozeUnknownChannel()
 		}
 	}
+	started()
 	res, err := ch.API.SendTemplate(ctx, w.request(ch, n))
 	if req, again, ferr := w.fallBack(ctx, ch, n, err); ferr != nil {
 		return ferr

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -42,6 +44,10 @@ type TrackWorker struct {
 	// (Config.TrackWorkers).
 	polls   chan struct{}
 	applies *groupcommit.Writer[[]*tracked, *ledger.Notification]
+	gate    *sendsFirst // sends go first
+	// pollRate paces hookInfo calls across all track jobs (Config.PollRate);
+	// nil: unpaced.
+	pollRate *rate.Limiter
 }
 
 // NextRetry: as for sends, errors are the database's; retry soon.
@@ -129,6 +135,13 @@ func (w *TrackWorker) open(ctx context.Context, msgs []TrackedMessage) (open []*
 func (w *TrackWorker) poll(ctx context.Context, open []*tracked) {
 	var wg sync.WaitGroup
 	for _, t := range open {
+		w.gate.yield(ctx)
+		if w.pollRate != nil {
+			if err := w.pollRate.Wait(ctx); err != nil {
+				t.err = err
+				continue
+			}
+		}
 		select {
 		case w.polls <- struct{}{}:
 		case <-ctx.Done():

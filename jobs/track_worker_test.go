@@ -209,3 +209,35 @@ func TestTrackWorkerBatch(t *testing.T) {
 		requireStatus(t, b.get(t, ns[i].ID), want, "")
 	}
 }
+
+// PollRate paces hookInfo calls across the job's messages: the sandbox sees
+// them no closer together than the rate allows.
+func TestTrackWorkerPollRate(t *testing.T) {
+	t.Parallel()
+	b := setupWorkers(t, setupOpts{
+		sandbox: func(c *sandbox.Config) { c.DeliveredAfter, c.ReadAfter = time.Hour, time.Hour },
+		config:  func(c *Config) { c.PollRate, c.TrackWorkers = 10, 1 },
+	})
+	var msgs []TrackedMessage
+	for i := range 4 {
+		n := b.notification(t, ledger.New{OutboxID: int64(i + 1), EventID: "order-" + strconv.Itoa(i) + "-cancelled",
+			Phone: "7900123456" + strconv.Itoa(i)})
+		requireEvent(t, b.work(t, n), river.EventKindJobCompleted)
+		msgs = append(msgs, TrackedMessage{NotificationID: n.ID, Wamid: b.get(t, n.ID).Wamid})
+	}
+	start := time.Now()
+	res, err := b.track.Work(b.ctx, t, b.tx, TrackArgs{Messages: msgs}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	requireEvent(t, res, river.EventKindJobSnoozed)
+	if calls := b.sb.Stats().HookInfoCalls; calls != 4 {
+		t.Fatalf("%d hookInfo calls, want 4", calls)
+	}
+	// A burst of TrackWorkers (1), then one per 100 ms: the four calls
+	// cannot all have been made in less than 300 ms.
+	if took < 300*time.Millisecond {
+		t.Errorf("4 hookInfo calls at 10/s made within %s; want at least 300 ms", took)
+	}
+}

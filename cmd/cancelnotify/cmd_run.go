@@ -149,7 +149,7 @@ func (s *settings) sendTTL(o *option) int {
 // daemonOptions are the daemon's own settings.
 type daemonOptions struct {
 	trackFor, trackFirstPoll, sendFor, shutdown, relayPoll    *option
-	sendWorkers, trackWorkers, relayBatch, maxConns           *option
+	sendWorkers, trackWorkers, pollRate, relayBatch, maxConns *option
 	webhookAddr, webhookSecret                                *option
 	rate, pairInterval                                        *option
 	adminAddr, adminUser, adminPassword                       *option
@@ -168,6 +168,7 @@ func addDaemonOptions(s *settings) daemonOptions {
 		relayBatch:     s.add("CANCELNOTIFY_RELAY_BATCH", "relay-batch", strconv.Itoa(outbox.DefaultBatchSize), "outbox rows per relay transaction"),
 		sendWorkers:    s.add("CANCELNOTIFY_SEND_WORKERS", "send-workers", strconv.Itoa(jobs.DefaultSendWorkers), "concurrent sends"),
 		trackWorkers:   s.add("CANCELNOTIFY_TRACK_WORKERS", "track-workers", strconv.Itoa(jobs.DefaultTrackWorkers), "concurrent status polls"),
+		pollRate:       s.add("CANCELNOTIFY_POLL_RATE", "poll-rate", strconv.Itoa(jobs.DefaultPollRate), "most hookInfo status polls per second, all channels together; 0 = unpaced"),
 		maxConns:       s.add("CANCELNOTIFY_DB_MAX_CONNS", "db-max-conns", strconv.Itoa(daemon.DefaultMaxConns), "database pool size"),
 		rate:           s.add("CANCELNOTIFY_RATE", "rate", strconv.Itoa(daemon.DefaultRate), "send rate of the default channel, messages/s for all instances on the schema together (Meta's default per number: 80); 0 = unlimited"),
 		pairInterval:   s.add("CANCELNOTIFY_PAIR_INTERVAL", "pair-interval", durationText(daemon.DefaultPairInterval), "least gap between two messages to one phone (Meta's pair limit), all instances together; default of every channel; 0 = off"),
@@ -209,6 +210,9 @@ func (o daemonOptions) apply(s *settings, c *daemon.Config) {
 	c.RelayBatchSize = s.integer(o.relayBatch, 1, 10000)
 	c.SendWorkers = s.integer(o.sendWorkers, 1, 10000)
 	c.TrackWorkers = s.integer(o.trackWorkers, 1, 10000)
+	if c.PollRate = s.float(o.pollRate, 0, 100000); c.PollRate == 0 {
+		c.PollRate = -1 // unpaced
+	}
 	c.MaxConns = int32(s.integer(o.maxConns, 4, 1000))
 	c.Retention = s.duration(o.retention)
 	if c.Retention == 0 {

@@ -93,8 +93,12 @@ type Config struct {
 	// jobs.DefaultTrackFor and jobs.DefaultSendFor.
 	SendWorkers  int
 	TrackWorkers int
-	TrackFor     time.Duration
-	SendFor      time.Duration
+	// PollRate is the most hookInfo calls per second, all channels
+	// together; jobs.Config.PollRate (0: jobs.DefaultPollRate; negative:
+	// unpaced).
+	PollRate float64
+	TrackFor time.Duration
+	SendFor  time.Duration
 	// TrackFirstPoll is the pause before a sent message's first hookInfo
 	// poll. Defaults to DefaultTrackFirstPollWebhook with a webhook
 	// (WebhookSecret set), else to jobs.DefaultTrackFirstPoll.
@@ -324,7 +328,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d.river, err = jobs.NewClient(jobs.Config{
 		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, Channels: jch, SendTTL: cfg.SendTTL, Health: d.health,
-		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers,
+		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers, PollRate: cfg.PollRate,
 		TrackFor: cfg.TrackFor, TrackFirstPoll: cfg.TrackFirstPoll, SendFor: cfg.SendFor,
 		CallTimeout: cfg.OneMsg.Timeout, CallbackURL: cfg.CallbackURL, CallbackSecret: cfg.CallbackSecret,
 		Retention: cfg.Retention, CompletedJobRetention: cfg.RiverCompletedRetention,
