@@ -48,8 +48,6 @@ type SendArgs struct {
 	Channel string `json:"channel,omitempty"`
 	// Redrive counts operator re-drives of a failed or expired row.
 	Redrive int `json:"redrive,omitempty"`
-	// OutboxID is set only in jobs enqueued before schema version 11.
-	OutboxID int64 `json:"outbox_id,omitempty"`
 }
 
 // SendArgsOf returns the args of n's send job, the redrive-th re-drive

@@ -12,7 +12,8 @@
 -- updated_at change on every update, so no index names them any more, not
 -- even in a partial index's WHERE; only the sent update (it sets wamid)
 -- still writes the indexes. Room on the page is what HOT needs: fillfactor
--- leaves a third of each new page free for the versions of its rows.
+-- leaves half of each new page free for the versions of its rows (70 % of
+-- the updates were HOT at 50, against 57 % at 70).
 DROP INDEX notification_status_idx;
 DROP INDEX notification_queued_channel_idx;
 ALTER TABLE notification SET (fillfactor = 50);
