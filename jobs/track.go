@@ -62,8 +62,7 @@ func (w *TrackWorker) Timeout(*river.Job[TrackArgs]) time.Duration { return w.ti
 type tracked struct {
 	TrackedMessage
 	n     *ledger.Notification
-	hooks []onemsg.Hook
-	err   error
+	hooks []onemsg.Hook // nil when the poll failed or did not run
 }
 
 // Work implements river.Worker.
@@ -134,36 +133,30 @@ func (w *TrackWorker) open(ctx context.Context, msgs []TrackedMessage) (open []*
 // wake-up; polls not started when ctx ends are skipped.
 func (w *TrackWorker) poll(ctx context.Context, open []*tracked) {
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, t := range open {
 		w.gate.yield(ctx)
-		if w.pollRate != nil {
-			if err := w.pollRate.Wait(ctx); err != nil {
-				t.err = err
-				continue
-			}
+		if w.pollRate != nil && w.pollRate.Wait(ctx) != nil {
+			return // ctx ended: the rest wait for the next wake-up
 		}
 		select {
 		case w.polls <- struct{}{}:
 		case <-ctx.Done():
-			t.err = ctx.Err()
-			continue
+			return
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-w.polls; wg.Done() }()
 			ch, err := w.channels.get(t.n.Channel)
 			if err != nil {
-				t.err = err
 				w.logger.Warn("cannot poll the status", "event_id", t.n.EventID, "error", err)
 				return
 			}
-			t.hooks, t.err = ch.API.HookInfo(ctx, t.Wamid)
-			if t.err != nil && ctx.Err() == nil {
-				w.logger.Warn("hookInfo failed; will poll again", "event_id", t.n.EventID, "wamid", t.Wamid, "error", t.err)
+			if t.hooks, err = ch.API.HookInfo(ctx, t.Wamid); err != nil && ctx.Err() == nil {
+				w.logger.Warn("hookInfo failed; will poll again", "event_id", t.n.EventID, "wamid", t.Wamid, "error", err)
 			}
 		}()
 	}
-	wg.Wait()
 }
 
 // done reports whether tracking wamid has nothing left to do.
