@@ -168,3 +168,37 @@ func TestEveryObjectIsCommented(t *testing.T) {
 		t.Fatalf("found %d cancelnotify tables and views (%v); the query looks in the wrong place", objects, err)
 	}
 }
+
+// The updates of a message's life (sending, delivered, read) stay HOT only
+// while no index of notification names a column they change, status and
+// updated_at, not even in a partial index's predicate; announcements write
+// no WAL. Adding such an index brings back a write of every index per
+// update (README, "What cancelnotify costs your database").
+func TestLedgerStaysHOTFriendly(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.New(t)
+	ctx := context.Background()
+	rows, err := pool.Query(ctx, `SELECT indexname FROM pg_indexes
+		WHERE schemaname = current_schema() AND tablename = 'notification'
+			AND (indexdef ~ '\mstatus\M' OR indexdef ~ '\mupdated_at\M')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 0 {
+		t.Errorf("indexes on notification name status or updated_at: %v", names)
+	}
+	var fillfactor, persistence string
+	err = pool.QueryRow(ctx, `SELECT coalesce(array_to_string(c.reloptions, ','), ''),
+			(SELECT relpersistence::text FROM pg_class WHERE oid = 'status_announcement'::regclass)
+		FROM pg_class c WHERE c.oid = 'notification'::regclass`).Scan(&fillfactor, &persistence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fillfactor != "fillfactor=50" || persistence != "u" {
+		t.Errorf("notification reloptions %q, status_announcement persistence %q; want fillfactor=50 and unlogged (u)", fillfactor, persistence)
+	}
+}

@@ -233,7 +233,8 @@ type Job struct {
 }
 
 // Jobs returns the River jobs whose args reference notificationID (a send
-// job's notification_id, or one of a track job's messages), oldest first. River deletes finished jobs after its retention period.
+// job's notification_id, or one of a track job's messages), oldest first.
+// River deletes finished jobs after its retention period.
 func Jobs(ctx context.Context, db DB, notificationID int64) ([]Job, error) {
 	rows, err := db.Query(ctx, `SELECT id, kind, state::text, attempt, max_attempts, scheduled_at,
 			coalesce(errors[array_length(errors, 1)]->>'error', '')
