@@ -39,9 +39,10 @@ var allStates = []rivertype.JobState{
 // and writes those entries again at each of the job's three writes; see
 // SendArgsOf.
 type SendArgs struct {
+	// NotificationID is the row to send; its event id is on the row (the
+	// args carried it too until each of the job's writes was found to pay
+	// 70 bytes of WAL for it; older jobs still have it, and nothing reads it).
 	NotificationID int64 `json:"notification_id"`
-	// EventID is the OMS's event id, for whoever reads River's tables.
-	EventID string `json:"event_id"`
 	// Channel names the notification's channel, so the job can wait for
 	// the channel's send rate before it touches the row; "" is the
 	// default channel.
@@ -53,7 +54,7 @@ type SendArgs struct {
 // SendArgsOf returns the args of n's send job, the redrive-th re-drive
 // (0: the relay's first job).
 func SendArgsOf(n *ledger.Notification, redrive int) SendArgs {
-	a := SendArgs{NotificationID: n.ID, EventID: n.EventID, Redrive: redrive}
+	a := SendArgs{NotificationID: n.ID, Redrive: redrive}
 	if n.Channel != ledger.DefaultChannel {
 		a.Channel = n.Channel
 	}

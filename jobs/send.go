@@ -92,7 +92,7 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	// The job's channel, as the relay chose it; the row is checked below.
 	ch, err := w.channels.get(job.Args.Channel)
 	if err != nil {
-		w.logger.Warn("cannot send", "event_id", job.Args.EventID, "error", err)
+		w.logger.Warn("cannot send", "notification_id", job.Args.NotificationID, "error", err)
 		return snoozeUnknownChannel()
 	}
 	// A held channel keeps the job waiting before it touches the row.
@@ -107,8 +107,7 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	}
 	span := trace.SpanFromContext(ctx) // otelriver's, when traces are on
 	if span.IsRecording() {
-		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID),
-			attribute.String("cancelnotify.event_id", job.Args.EventID))
+		span.SetAttributes(attribute.Int64("cancelnotify.notification_id", job.Args.NotificationID))
 	}
 	// The channel's rate comes before the intent: a job waiting here has
 	// changed nothing, so a crash or shutdown while it waits leaves a
@@ -133,7 +132,7 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	}
 	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts, "channel", n.Channel)
 	if span.IsRecording() {
-		span.SetAttributes(attribute.Int("cancelnotify.attempt", n.Attempts))
+		span.SetAttributes(attribute.String("cancelnotify.event_id", n.EventID), attribute.Int("cancelnotify.attempt", n.Attempts))
 	}
 	if n.Channel != ch.Name {
 		// The row is the authority; the job's copy only chose the rate.

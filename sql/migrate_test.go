@@ -201,4 +201,14 @@ func TestLedgerStaysHOTFriendly(t *testing.T) {
 	if fillfactor != "fillfactor=50" || persistence != "u" {
 		t.Errorf("notification reloptions %q, status_announcement persistence %q; want fillfactor=50 and unlogged (u)", fillfactor, persistence)
 	}
+	// A foreign key on an event locks (and logs a lock of) its notification
+	// row at every insert: sql/012_event_no_fk.sql.
+	var fks int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_constraint
+		WHERE contype = 'f' AND conrelid = 'notification_event'::regclass`).Scan(&fks); err != nil {
+		t.Fatal(err)
+	}
+	if fks != 0 {
+		t.Errorf("notification_event has %d foreign keys; want none", fks)
+	}
 }

@@ -122,7 +122,7 @@ func TestLabelSets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Insert(ctx, jobs.SendArgs{NotificationID: 1, EventID: "order-1-cancelled"}, nil); err != nil {
+	if _, err := client.Insert(ctx, jobs.SendArgs{NotificationID: 1}, nil); err != nil {
 		t.Fatal(err)
 	}
 
