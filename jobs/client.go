@@ -18,6 +18,7 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/pending"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
@@ -79,6 +80,11 @@ type Config struct {
 	// answers 429 past an unpublished limit) from the sends. Defaults to
 	// DefaultPollRate; negative: unpaced.
 	PollRate float64
+
+	// Sends, when set, learns of every sendTemplate call from its request
+	// until its answer is committed, for the webhook receiver sharing it
+	// (webhook.Config.Sends). Nil: nobody waits for sends.
+	Sends *pending.Sends
 
 	// TrackFor is how long a sent message is followed before it is
 	// expired. Defaults to DefaultTrackFor.
@@ -278,7 +284,7 @@ func newSendWorker(cfg Config, channels channelSet) *SendWorker {
 	w := &SendWorker{
 		pool: cfg.Pool, schema: cfg.Schema, ledger: cfg.Ledger, channels: channels, sendTTL: cfg.SendTTL, health: cfg.Health,
 		firstPoll: cfg.TrackFirstPoll, sendFor: cfg.SendFor, timeout: cfg.sendTimeout(), logger: cfg.Logger,
-		afterSend: cfg.afterSend, gate: cfg.gate,
+		afterSend: cfg.afterSend, gate: cfg.gate, sends: cfg.Sends,
 	}
 	w.starts = groupcommit.New(cfg.Pool, w.startAttempts, groupcommit.Options{})
 	w.accepts = groupcommit.New(cfg.Pool, w.recordAccepted, groupcommit.Options{})

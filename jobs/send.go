@@ -20,6 +20,7 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/pending"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
@@ -61,7 +62,8 @@ type SendWorker struct {
 	// there, as a crash at that instant would.
 	afterSend func(ctx context.Context) error
 
-	gate *sendsFirst // polls wait while a send is starting
+	gate  *sendsFirst    // polls wait while a send is starting
+	sends *pending.Sends // this process's sends from request to recorded answer
 }
 
 // NextRetry keeps pauses short after an unexpected error (the database
@@ -145,6 +147,9 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 		}
 	}
 	started()
+	// Until this attempt's outcome is committed (or abandoned), a webhook
+	// status for a wamid not recorded yet waits for it (internal/pending).
+	defer w.sends.Begin()()
 	res, err := ch.API.SendTemplate(ctx, w.request(ch, n))
 	if req, again, ferr := w.fallBack(ctx, ch, n, err); ferr != nil {
 		return ferr

@@ -23,6 +23,7 @@ import (
 	"github.com/cancelnotify/cancelnotify/internal/health"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
 	"github.com/cancelnotify/cancelnotify/internal/metrics"
+	"github.com/cancelnotify/cancelnotify/internal/pending"
 	"github.com/cancelnotify/cancelnotify/internal/preflight"
 	"github.com/cancelnotify/cancelnotify/internal/sendrate"
 	"github.com/cancelnotify/cancelnotify/internal/tracing"
@@ -326,6 +327,9 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := d.health.Refresh(ctx); err != nil {
 		cfg.Logger.Warn("channel health unreadable at start; sends proceed until it is read", "error", err)
 	}
+	// The webhook receiver waits for the sends in flight before it holds a
+	// status for a wamid it does not know yet.
+	sends := pending.New()
 	d.river, err = jobs.NewClient(jobs.Config{
 		Pool: pool, Schema: cfg.Schema, Ledger: d.ledger, Channels: jch, SendTTL: cfg.SendTTL, Health: d.health,
 		SendWorkers: cfg.SendWorkers, TrackWorkers: cfg.TrackWorkers, PollRate: cfg.PollRate,
@@ -334,7 +338,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		Retention: cfg.Retention, CompletedJobRetention: cfg.RiverCompletedRetention,
 		CancelledJobRetention: cfg.RiverCancelledRetention, DiscardedJobRetention: cfg.RiverDiscardedRetention,
 		ID: cfg.RiverID, Logger: cfg.Logger, RiverLogger: riverLogger(cfg.Logger), TracerProvider: cfg.TracerProvider,
-		TestOnly: cfg.TestOnly,
+		TestOnly: cfg.TestOnly, Sends: sends,
 	})
 	if err != nil {
 		pool.Close()
@@ -358,7 +362,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 			ids[i] = c.OneMsg.Channel
 		}
 		d.webhook = webhook.New(webhook.Config{Pool: pool, Ledger: d.ledger, Secret: cfg.WebhookSecret,
-			Channels: ids, Logger: cfg.Logger, Observer: m})
+			Channels: ids, Sends: sends, Logger: cfg.Logger, Observer: m})
 	}
 	if cfg.AdminAddr != "" && cfg.AdminUser == "" && !LoopbackAddr(cfg.AdminAddr) {
 		d.closeListeners()

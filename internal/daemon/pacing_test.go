@@ -66,7 +66,7 @@ func TestSameRecipientIsPaced(t *testing.T) {
 	}
 	var scheduled time.Time
 	if err := e.pool.QueryRow(context.Background(), `SELECT scheduled_at FROM river_job
-		WHERE kind = 'cancelnotify_send' AND args->>'event_id' = 'order-10483-cancelled'`).Scan(&scheduled); err != nil {
+		WHERE kind = 'cancelnotify_send' AND (args->>'notification_id')::bigint = (SELECT id FROM notification WHERE event_id = 'order-10483-cancelled')`).Scan(&scheduled); err != nil {
 		t.Fatal(err)
 	}
 	if scheduled.Before(second.Add(-time.Millisecond)) {

@@ -250,6 +250,15 @@ func (l *Ledger) ApplyPushed(ctx context.Context, tx pgx.Tx, reports []Report) (
 	return res, holdOrphans(ctx, tx, res.Unknown)
 }
 
+// Hold holds pushed statuses in webhook_orphan until their wamid is
+// recorded, as ApplyPushed does with the ones it cannot apply.
+func (l *Ledger) Hold(ctx context.Context, tx pgx.Tx, reports []Report) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	return holdOrphans(ctx, tx, reports)
+}
+
 // AdoptHeld applies held statuses whose wamid a notification now has, among
 // those received within the last window.
 //

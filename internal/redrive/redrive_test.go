@@ -84,7 +84,7 @@ func (f *fixture) get(eventID string) *ledger.Notification {
 func (f *fixture) sendJobs(eventID string) []int {
 	f.t.Helper()
 	rows, err := f.pool.Query(context.Background(), `SELECT coalesce((args->>'redrive')::int, 0) FROM river_job
-		WHERE kind = 'cancelnotify_send' AND args->>'event_id' = $1 ORDER BY id`, eventID)
+		WHERE kind = 'cancelnotify_send' AND (args->>'notification_id')::bigint = (SELECT id FROM notification WHERE event_id = $1) ORDER BY id`, eventID)
 	if err != nil {
 		f.t.Fatal(err)
 	}

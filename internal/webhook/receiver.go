@@ -28,6 +28,7 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/groupcommit"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/pending"
 	"github.com/cancelnotify/cancelnotify/onemsg"
 )
 
@@ -53,9 +54,22 @@ type Config struct {
 	// bounds the memory a flood can take (README.md, "Delivery statuses").
 	// Others wait for a slot up to Timeout, then get 503 (1MSG retries).
 	MaxInFlight int
-	Logger      *slog.Logger
-	Observer    Observer // optional (metrics)
+	// Sends, when set, are this process's sends in flight. A status for a
+	// wamid not recorded yet waits, up to HoldWait, for the sends begun
+	// before it arrived to commit their answers (1MSG often pushes `sent`
+	// before its answer to the send is recorded), and is held in
+	// webhook_orphan only if its wamid is still unknown then.
+	Sends *pending.Sends
+	// HoldWait bounds that wait, default 2s (DefaultHoldWait); the request is
+	// answered when its statuses are committed, applied or held.
+	HoldWait time.Duration
+	Logger   *slog.Logger
+	Observer Observer // optional (metrics)
 }
+
+// DefaultHoldWait is Config.HoldWait's default: well beyond a healthy
+// sendTemplate round trip, well within 1MSG's patience with a webhook.
+const DefaultHoldWait = 2 * time.Second
 
 // Observer learns of every request's result and every batch written.
 type Observer interface {
@@ -85,17 +99,20 @@ type Stats struct {
 	InboundIgnore int64 // inbound messages acknowledged and ignored
 	Ignored       int64 // status entries without a usable id (none, empty {}, over onemsg.MaxWamidBytes), answered 200 and dropped
 	Batches       int64 // transactions written
+	Waiting       int64 // requests now waiting for sends in flight (Config.Sends) before holding statuses
 }
 
 // Receiver is the webhook endpoint.
 type Receiver struct {
-	cfg    Config
-	logger *slog.Logger
-	writes *groupcommit.Writer[[]ledger.Report, struct{}]
-	slots  chan struct{} // MaxInFlight
+	cfg     Config
+	logger  *slog.Logger
+	writes  *groupcommit.Writer[push, []ledger.Report]
+	slots   chan struct{} // MaxInFlight
+	waiters chan struct{} // 4 × MaxInFlight requests waiting for sends in flight
 
 	requests                                            [6]atomic.Int64
 	statuses, unknown, unmapped, inbound, txns, ignored atomic.Int64
+	waiting                                             atomic.Int64 // requests waiting for sends in flight
 }
 
 var results = [...]Result{ResultOK, ResultNotFound, ResultForbidden, ResultMalformed, ResultTooLarge, ResultError}
@@ -111,13 +128,17 @@ func New(cfg Config) *Receiver {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 32
 	}
+	if cfg.HoldWait <= 0 {
+		cfg.HoldWait = DefaultHoldWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Ledger == nil {
 		cfg.Ledger = &ledger.Ledger{}
 	}
-	r := &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook"), slots: make(chan struct{}, cfg.MaxInFlight)}
+	r := &Receiver{cfg: cfg, logger: cfg.Logger.With("component", "webhook"), slots: make(chan struct{}, cfg.MaxInFlight),
+		waiters: make(chan struct{}, 4*cfg.MaxInFlight)}
 	// 1MSG can wait a few milliseconds for its answer: lingering lets the
 	// statuses of many messages share a transaction even at a modest rate.
 	r.writes = groupcommit.New(cfg.Pool, r.write, groupcommit.Options{MaxBatch: cfg.MaxBatch, Timeout: cfg.Timeout, Linger: 20 * time.Millisecond})
@@ -127,7 +148,8 @@ func New(cfg Config) *Receiver {
 // Stats returns the counters so far.
 func (r *Receiver) Stats() Stats {
 	s := Stats{Requests: map[Result]int64{}, Statuses: r.statuses.Load(), UnknownWamid: r.unknown.Load(),
-		Unmapped: r.unmapped.Load(), InboundIgnore: r.inbound.Load(), Batches: r.txns.Load(), Ignored: r.ignored.Load()}
+		Unmapped: r.unmapped.Load(), InboundIgnore: r.inbound.Load(), Batches: r.txns.Load(), Ignored: r.ignored.Load(),
+		Waiting: r.waiting.Load()}
 	for i, res := range results {
 		s.Requests[res] = r.requests[i].Load()
 	}
@@ -156,9 +178,11 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.Timeout)
 	defer cancel()
+	// Sends begun after this point cannot be the ones a status in this
+	// request is about.
+	mark := r.cfg.Sends.Mark()
 	select {
 	case r.slots <- struct{}{}:
-		defer func() { <-r.slots }()
 	case <-ctx.Done():
 		r.count(ResultError)
 		r.logger.Warn("webhook request not read: too many in flight; 1MSG will retry", "max_in_flight", r.cfg.MaxInFlight)
@@ -166,6 +190,14 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, "busy; retry")
 		return
 	}
+	slot := true
+	release := func() {
+		if slot {
+			slot = false
+			<-r.slots
+		}
+	}
+	defer release()
 	body, err := readBody(w, req)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -224,7 +256,26 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		reports = append(reports, rep)
 	}
 	// Answered only once committed: 1MSG's retry covers our failures.
-	if _, err := r.writes.Do(ctx, reports); err != nil {
+	later, err := r.writes.Do(ctx, push{reports: reports, hold: r.cfg.Sends.Settled(mark)})
+	if err == nil && len(later) > 0 {
+		// Statuses for wamids a send begun before they arrived may still
+		// record: wait for those sends, without a slot (the parsed statuses
+		// no longer hold the body), then apply or hold them. Waiters are
+		// bounded too; past the bound a request holds its statuses at once.
+		release()
+		select {
+		case r.waiters <- struct{}{}:
+			r.waiting.Add(1)
+			wctx, cancel := context.WithTimeout(ctx, r.cfg.HoldWait)
+			_ = r.cfg.Sends.Wait(wctx, mark) // past HoldWait: held as before
+			cancel()
+			r.waiting.Add(-1)
+			<-r.waiters
+		default:
+		}
+		_, err = r.writes.Do(ctx, push{reports: later, hold: true})
+	}
+	if err != nil {
 		r.count(ResultError)
 		r.logger.Error("webhook statuses not recorded; 1MSG will retry", "error", err)
 		writeJSON(w, http.StatusServiceUnavailable, "not recorded; retry")
@@ -232,6 +283,14 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.count(ResultOK)
 	writeJSON(w, http.StatusOK, "")
+}
+
+// push is one request's statuses. With hold, those whose wamid is unknown
+// are held in webhook_orphan; without, they are returned to the request to
+// try again once the sends in flight have committed.
+type push struct {
+	reports []ledger.Report
+	hold    bool
 }
 
 // secretOK compares the path's secret in constant time.
@@ -265,26 +324,49 @@ func writeJSON(w http.ResponseWriter, status int, errText string) {
 	_, _ = w.Write(b)
 }
 
-// write records many requests' statuses in one transaction.
-func (r *Receiver) write(ctx context.Context, tx pgx.Tx, batch [][]ledger.Report) ([]struct{}, error) {
+// write records many requests' statuses in one transaction; it returns,
+// per request without hold, the statuses whose wamid is unknown.
+func (r *Receiver) write(ctx context.Context, tx pgx.Tx, batch []push) ([][]ledger.Report, error) {
 	var reports []ledger.Report
-	for _, rs := range batch {
-		reports = append(reports, rs...)
+	for _, p := range batch {
+		reports = append(reports, p.reports...)
 	}
-	res, err := r.cfg.Ledger.ApplyPushed(ctx, tx, reports)
+	res, err := r.cfg.Ledger.Apply(ctx, tx, reports)
 	if err != nil {
 		return nil, err
+	}
+	out := make([][]ledger.Report, len(batch))
+	var held []ledger.Report
+	if len(res.Unknown) > 0 {
+		unknown := make(map[string]bool, len(res.Unknown))
+		for _, u := range res.Unknown {
+			unknown[u.Wamid] = true
+		}
+		for i, p := range batch {
+			for _, rep := range p.reports {
+				switch {
+				case !unknown[rep.Wamid]:
+				case p.hold:
+					held = append(held, rep)
+				default:
+					out[i] = append(out[i], rep)
+				}
+			}
+		}
+		if err := r.cfg.Ledger.Hold(ctx, tx, held); err != nil {
+			return nil, err
+		}
 	}
 	// Counted before the commit: a failed commit is retried by 1MSG and
 	// counted again, which metrics tolerate.
 	r.txns.Add(1)
 	r.statuses.Add(int64(res.Recorded))
-	r.unknown.Add(int64(len(res.Unknown)))
+	r.unknown.Add(int64(len(held)))
 	r.unmapped.Add(int64(res.Unmapped))
 	if r.cfg.Observer != nil {
-		r.cfg.Observer.WebhookStatuses(res.Recorded, len(res.Unknown), res.Unmapped)
+		r.cfg.Observer.WebhookStatuses(res.Recorded, len(held), res.Unmapped)
 	}
-	return make([]struct{}, len(batch)), nil
+	return out, nil
 }
 
 // AdoptHeld settles, every interval until ctx ends, statuses held for a

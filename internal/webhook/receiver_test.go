@@ -14,6 +14,7 @@ import (
 
 	"github.com/cancelnotify/cancelnotify/internal/dbtest"
 	"github.com/cancelnotify/cancelnotify/internal/ledger"
+	"github.com/cancelnotify/cancelnotify/internal/pending"
 	"github.com/cancelnotify/cancelnotify/internal/webhook"
 )
 
@@ -350,5 +351,89 @@ func TestInstanceIDPerChannel(t *testing.T) {
 		if n := e.status(tt.id); n.Status != tt.status {
 			t.Errorf("%s: status %s, want %s", tt.name, n.Status, tt.status)
 		}
+	}
+}
+
+// A status pushed before 1MSG's answer to the send is recorded waits for the
+// sends in flight when it arrived, and is applied once they commit, instead
+// of being held in webhook_orphan; past HoldWait, or with no send in flight,
+// it is held as before. The request is answered only once its statuses are
+// committed either way.
+func TestStatusesWaitForSendsInFlight(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		inFlight bool // a send is in flight when the webhook arrives
+		commits  bool // and it records the wamid
+		wantHeld int64
+	}{
+		{"applied once the send commits", true, true, 0},
+		{"held after HoldWait", true, false, 2},
+		{"held at once with no send in flight", false, false, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pool, schema := dbtest.New(t)
+			ctx := context.Background()
+			l := &ledger.Ledger{Schema: schema}
+			sends := pending.New()
+			r := webhook.New(webhook.Config{Pool: pool, Ledger: l, Secret: secret, Channels: []string{channel},
+				Sends: sends, HoldWait: 300 * time.Millisecond, Timeout: 5 * time.Second})
+			srv := httptest.NewServer(r)
+			t.Cleanup(srv.Close)
+			e := &env{t: t, pool: pool, l: l, r: r, url: srv.URL}
+			id := e.sent(1, "")
+			end := func() {}
+			if tt.inFlight {
+				end = sends.Begin()
+			}
+			defer end()
+
+			answered := make(chan int, 1)
+			go func() {
+				body := fmt.Sprintf(`{"instanceId":%q,"ack":[{"id":"wamid.RACE","status":"sent"},{"id":"wamid.RACE","status":"delivered"}]}`, channel)
+				resp, err := http.Post(srv.URL+webhook.PathPrefix+secret, "application/json", strings.NewReader(body))
+				if err != nil {
+					answered <- 0
+					return
+				}
+				resp.Body.Close()
+				answered <- resp.StatusCode
+			}()
+			if tt.commits {
+				// The request waits for the send (the receiver's own gauge)...
+				for r.Stats().Waiting == 0 {
+					select {
+					case code := <-answered:
+						t.Fatalf("answered %d before the send in flight committed", code)
+					case <-time.After(time.Millisecond):
+					}
+				}
+				// ... which records 1MSG's answer and ends.
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					_, err := l.Apply(ctx, tx, []ledger.Report{{NotificationID: id, Wamid: "wamid.RACE", Status: "sent", Source: ledger.SourceAPI}})
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				end()
+			}
+			if code := <-answered; code != http.StatusOK {
+				t.Fatalf("HTTP %d, want 200", code)
+			}
+			var held, pushed int64
+			if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM webhook_orphan),
+				(SELECT count(*) FROM notification_event WHERE notification_id = $1 AND source = 'webhook')`, id).Scan(&held, &pushed); err != nil {
+				t.Fatal(err)
+			}
+			if st := r.Stats(); st.UnknownWamid != tt.wantHeld || held != tt.wantHeld {
+				t.Errorf("held %d (counted %d), want %d", held, st.UnknownWamid, tt.wantHeld)
+			}
+			if tt.commits && (pushed != 2 || e.status(id).Status != ledger.StatusDelivered) {
+				t.Errorf("%d pushed statuses recorded, row %s; want 2 and delivered", pushed, e.status(id).Status)
+			}
+		})
 	}
 }
