@@ -127,14 +127,16 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	}
 	if n == nil {
 		var done bool
-		n, done, err = w.begin(ctx, job)
+		n, done, err = w.begin(ctx, job) // names the span's event
 		if err != nil || done {
 			return err
 		}
+	} else {
+		spanEvent(ctx, n)
 	}
 	log := w.logger.With("event_id", n.EventID, "notification_id", n.ID, "attempt", n.Attempts, "channel", n.Channel)
 	if span.IsRecording() {
-		span.SetAttributes(attribute.String("cancelnotify.event_id", n.EventID), attribute.Int("cancelnotify.attempt", n.Attempts))
+		span.SetAttributes(attribute.Int("cancelnotify.attempt", n.Attempts))
 	}
 	if n.Channel != ch.Name {
 		// The row is the authority; the job's copy only chose the rate.
@@ -218,6 +220,14 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	return river.JobSnooze(jitter(backoff(snoozes(job.Metadata), time.Second, time.Minute)))
 }
 
+// spanEvent names n's event on the job's span (the args carry only the
+// notification id).
+func spanEvent(ctx context.Context, n *ledger.Notification) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("cancelnotify.event_id", n.EventID))
+	}
+}
+
 // begin locks the row and decides what this run does. It returns done when
 // the job is finished (already sent, final, held, or just reconciled).
 // Otherwise the row is `sending` with this attempt's intent committed.
@@ -232,6 +242,7 @@ func (w *SendWorker) begin(ctx context.Context, job *river.Job[SendArgs]) (*ledg
 			tx.Rollback(ctx) //nolint:errcheck
 			return nil, false, err
 		}
+		spanEvent(ctx, n)
 		switch {
 		case n.Wamid != "":
 			// Accepted before (a rescued job, or a reconcile that adopted the
