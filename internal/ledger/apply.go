@@ -238,20 +238,11 @@ func (a *applier) report(r Report) {
 	a.w.events = append(a.w.events, ev)
 }
 
-// ApplyPushed applies statuses pushed by webhook. Those whose wamid no
-// notification has (yet) are held in webhook_orphan: 1MSG often pushes
-// `sent` before the send worker has committed the id it was just given.
-// ApplyResult.Unknown lists the statuses held; see AdoptHeld.
-func (l *Ledger) ApplyPushed(ctx context.Context, tx pgx.Tx, reports []Report) (*ApplyResult, error) {
-	res, err := l.Apply(ctx, tx, reports)
-	if err != nil || len(res.Unknown) == 0 {
-		return res, err
-	}
-	return res, holdOrphans(ctx, tx, res.Unknown)
-}
-
-// Hold holds pushed statuses in webhook_orphan until their wamid is
-// recorded, as ApplyPushed does with the ones it cannot apply.
+// Hold keeps pushed statuses whose wamid no notification has (yet) in
+// webhook_orphan: 1MSG may push `sent` before the send worker has committed
+// the id it was just given, and statuses of other systems sharing the
+// channel land here too. The transaction that records a wamid applies its
+// held statuses (Apply); see AdoptHeld for the ones that race with it.
 func (l *Ledger) Hold(ctx context.Context, tx pgx.Tx, reports []Report) error {
 	if len(reports) == 0 {
 		return nil

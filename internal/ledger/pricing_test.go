@@ -113,8 +113,12 @@ func TestPricingOfHeldStatus(t *testing.T) {
 	n := create(t, pool, l, 1, ledger.StatusSending)
 	utility := pricing("utility", "PMP", "regular", true)
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		_, err := l.ApplyPushed(ctx, tx, []ledger.Report{{Wamid: "wamid.early", Status: "sent", Source: ledger.SourceWebhook, Pricing: utility}})
-		return err
+		held := []ledger.Report{{Wamid: "wamid.early", Status: "sent", Source: ledger.SourceWebhook, Pricing: utility}}
+		res, err := l.Apply(ctx, tx, held)
+		if err != nil {
+			return err
+		}
+		return l.Hold(ctx, tx, res.Unknown)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -81,8 +81,11 @@ func (s *Sends) Settled(m Mark) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.low >= uint64(m) || len(s.open) == 0
+	return s.settled(m)
 }
+
+// settled is Settled with s.mu held.
+func (s *Sends) settled(m Mark) bool { return len(s.open) == 0 || s.low >= uint64(m) }
 
 // Wait blocks until every send begun before m has ended, or ctx ends; it
 // returns ctx's error in the latter case.
@@ -92,7 +95,7 @@ func (s *Sends) Wait(ctx context.Context, m Mark) error {
 	}
 	for {
 		s.mu.Lock()
-		if len(s.open) == 0 || s.low >= uint64(m) {
+		if s.settled(m) {
 			s.mu.Unlock()
 			return nil
 		}
