@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,6 +40,11 @@ const minPoll = 5 * time.Millisecond
 // Limiter paces one channel's sends for this daemon against the shared
 // bucket. Wait blocks until a send may go; Run does the taking and must run
 // while anything waits. It is safe for concurrent use.
+//
+// It takes only for Wait calls not served yet, and hands each send to one
+// of them under the same lock that counts them: a send taken from the
+// bucket is used at once, so no daemon keeps a stock of sends to spend in
+// a later second (which would let the channel exceed its rate there).
 type Limiter struct {
 	pool    *pgxpool.Pool
 	channel string
@@ -46,11 +52,11 @@ type Limiter struct {
 	burst   int
 	logger  *slog.Logger
 
-	grants chan struct{} // sends taken from the bucket, not handed out yet
-	kick   chan struct{}
+	kick chan struct{} // a Wait call arrived
 
 	mu      sync.Mutex
-	waiting int // Wait calls without a send yet
+	queue   []chan struct{} // Wait calls without a send, oldest first
+	spare   int             // sends taken whose Wait call gave up; the next calls use them
 	taken   int64
 	queries int64
 }
@@ -61,9 +67,8 @@ func New(pool *pgxpool.Pool, channel string, rate float64, logger *slog.Logger) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b := Burst(rate)
-	return &Limiter{pool: pool, channel: channel, rate: rate, burst: b, logger: logger.With("channel", channel),
-		grants: make(chan struct{}, b), kick: make(chan struct{}, 1)}
+	return &Limiter{pool: pool, channel: channel, rate: rate, burst: Burst(rate), logger: logger.With("channel", channel),
+		kick: make(chan struct{}, 1)}
 }
 
 // Channel is the channel's name.
@@ -79,29 +84,53 @@ func (l *Limiter) Stats() (taken, queries int64) {
 
 // Wait blocks until one send may go now, or ctx ends.
 func (l *Limiter) Wait(ctx context.Context) error {
-	select {
-	case <-l.grants:
-		return nil
-	default:
-	}
 	l.mu.Lock()
-	l.waiting++
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.waiting--
+	if l.spare > 0 {
+		l.spare--
 		l.mu.Unlock()
-	}()
+		return nil
+	}
+	granted := make(chan struct{}, 1)
+	l.queue = append(l.queue, granted)
+	l.mu.Unlock()
 	select {
 	case l.kick <- struct{}{}:
 	default:
 	}
 	select {
-	case <-l.grants:
+	case <-granted:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i := slices.Index(l.queue, granted); i >= 0 {
+		l.queue = slices.Delete(l.queue, i, i+1)
+	} else {
+		l.spare++ // served as ctx ended: the send goes to the next call
+	}
+	return ctx.Err()
+}
+
+// want is how many sends to take now: one per unserved Wait call, at most
+// a burst.
+func (l *Limiter) want() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return min(len(l.queue), l.burst)
+}
+
+// grant hands n sends taken from the bucket to the oldest Wait calls; any
+// left over (their calls gave up meanwhile) wait for the next calls.
+func (l *Limiter) grant(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := min(n, len(l.queue))
+	for _, c := range l.queue[:k] {
+		c <- struct{}{}
+	}
+	l.queue = slices.Delete(l.queue, 0, k)
+	l.spare += n - k
 }
 
 // Run takes sends from the shared bucket while jobs wait, until ctx ends.
@@ -110,9 +139,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 func (l *Limiter) Run(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
-		l.mu.Lock()
-		want := min(l.waiting-len(l.grants), l.burst-len(l.grants))
-		l.mu.Unlock()
+		want := l.want()
 		if want <= 0 {
 			select {
 			case <-ctx.Done():
@@ -137,9 +164,7 @@ func (l *Limiter) Run(ctx context.Context) {
 			l.logger.Info("shared rate limit reachable again")
 			failures = 0
 		}
-		for range got {
-			l.grants <- struct{}{} // room: want <= burst - len(grants), and only Run adds
-		}
+		l.grant(got)
 		if got >= want {
 			continue
 		}

@@ -70,3 +70,30 @@ func TestBurst(t *testing.T) {
 		}
 	}
 }
+
+// A limiter takes from the bucket only for the sends its jobs wait for:
+// one job sending one message after another leaves no sends taken and
+// unused, which the daemon could spend in a later second on top of the
+// rate.
+func TestLimiterTakesOnlyWhatIsWaitedFor(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	const rate, sends = 400.0, 60
+	l := sendrate.New(pool, "default", rate, nil)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(runCtx) }()
+	for i := range sends {
+		if err := l.Wait(ctx); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	stop()
+	<-done
+	if taken, _ := l.Stats(); taken != sends {
+		t.Errorf("%d sends taken from the bucket for %d waited for", taken, sends)
+	}
+}
