@@ -78,20 +78,26 @@ func (SendArgs) InsertOpts() river.InsertOpts {
 // TrackArgs asks for accepted messages to be followed to a final status.
 // The send worker records acceptances in shared transactions (group
 // commit), and each such transaction inserts one track job for all the
-// messages it recorded (Messages): one River job per batch instead of one
-// per message, so following a message costs the database a fraction of a
-// job (README, "How messages are followed"). A job for one message
-// (NotificationID, Wamid, EventID) is what a rescued send job and an
-// operator's `resolve --sent-as` insert, and what jobs enqueued before
-// batching look like.
+// messages it recorded (IDs): one River job per batch instead of one per
+// message, so following a message costs the database a fraction of a job
+// (README, "How messages are followed"). The job names the rows only: each
+// row records its wamid and, as track_job_id, the job that follows it, so
+// a re-driven row (new wamid, new track job) is no longer this job's. A
+// job for one message (NotificationID, Wamid, EventID) is what a rescued
+// send job and an operator's `resolve --sent-as` insert.
 type TrackArgs struct {
+	IDs []int64 `json:"ids,omitempty"`
+	// Messages is the batch form before IDs: each message with its wamid,
+	// which cost every write of the job two GIN index entries per message
+	// (a wamid is 60 bytes). Jobs enqueued by older versions still have it.
 	Messages       []TrackedMessage `json:"messages,omitempty"`
 	NotificationID int64            `json:"notification_id,omitempty"`
 	Wamid          string           `json:"wamid,omitempty" river:"unique"`
 	EventID        string           `json:"event_id,omitempty"`
 }
 
-// TrackedMessage is one message of a track job.
+// TrackedMessage is one message of a track job. Wamid is "" for the
+// messages of IDs: the row has it.
 type TrackedMessage struct {
 	NotificationID int64  `json:"notification_id"`
 	Wamid          string `json:"wamid"`
@@ -99,10 +105,14 @@ type TrackedMessage struct {
 
 // messages returns the messages the job follows, whichever form it has.
 func (a TrackArgs) messages() []TrackedMessage {
+	var out []TrackedMessage
 	if a.NotificationID != 0 {
-		return append([]TrackedMessage{{NotificationID: a.NotificationID, Wamid: a.Wamid}}, a.Messages...)
+		out = append(out, TrackedMessage{NotificationID: a.NotificationID, Wamid: a.Wamid})
 	}
-	return a.Messages
+	for _, id := range a.IDs {
+		out = append(out, TrackedMessage{NotificationID: id})
+	}
+	return append(out, a.Messages...)
 }
 
 // Kind implements river.JobArgs.

@@ -357,11 +357,11 @@ func (w *SendWorker) recordAccepted(ctx context.Context, tx pgx.Tx, items []acce
 	first := time.Now().Add(w.firstPoll)
 	var params []river.InsertManyParams
 	for chunk := range slices.Chunk(items, trackBatch) {
-		msgs := make([]TrackedMessage, len(chunk))
+		ids := make([]int64, len(chunk))
 		for i, it := range chunk {
-			msgs[i] = TrackedMessage{NotificationID: it.id, Wamid: it.wamid}
+			ids[i] = it.id
 		}
-		params = append(params, river.InsertManyParams{Args: TrackArgs{Messages: msgs},
+		params = append(params, river.InsertManyParams{Args: TrackArgs{IDs: ids},
 			InsertOpts: &river.InsertOpts{ScheduledAt: first, Metadata: tracing.Metadata(tracing.TraceParent(chunk[0].ctx))}})
 	}
 	tracks, err := client.InsertManyTx(ctx, tx, params)

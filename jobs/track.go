@@ -61,6 +61,7 @@ func (w *TrackWorker) Timeout(*river.Job[TrackArgs]) time.Duration { return w.ti
 // tracked is one message of a job that is still open.
 type tracked struct {
 	TrackedMessage
+	job   int64 // the track job's id
 	n     *ledger.Notification
 	hooks []onemsg.Hook // nil when the poll failed or did not run
 }
@@ -72,11 +73,13 @@ func (w *TrackWorker) Work(ctx context.Context, job *river.Job[TrackArgs]) error
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("cancelnotify.messages", len(msgs)))
 		if len(msgs) == 1 {
-			span.SetAttributes(attribute.Int64("cancelnotify.notification_id", msgs[0].NotificationID),
-				attribute.String("cancelnotify.wamid", msgs[0].Wamid))
+			span.SetAttributes(attribute.Int64("cancelnotify.notification_id", msgs[0].NotificationID))
+			if msgs[0].Wamid != "" {
+				span.SetAttributes(attribute.String("cancelnotify.wamid", msgs[0].Wamid))
+			}
 		}
 	}
-	open, expired, err := w.open(ctx, msgs)
+	open, expired, err := w.open(ctx, job.ID, msgs)
 	if err != nil {
 		return err
 	}
@@ -104,8 +107,8 @@ func (w *TrackWorker) Work(ctx context.Context, job *river.Job[TrackArgs]) error
 
 // open reads the job's rows and returns the messages still to follow, and
 // those whose tracking deadline passed. A row deleted by retention, final,
-// or carrying another wamid (re-driven) is done.
-func (w *TrackWorker) open(ctx context.Context, msgs []TrackedMessage) (open []*tracked, expired []*ledger.Notification, err error) {
+// or no longer this job's message (re-driven) is done.
+func (w *TrackWorker) open(ctx context.Context, jobID int64, msgs []TrackedMessage) (open []*tracked, expired []*ledger.Notification, err error) {
 	ids := make([]int64, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.NotificationID
@@ -118,11 +121,11 @@ func (w *TrackWorker) open(ctx context.Context, msgs []TrackedMessage) (open []*
 	for _, m := range msgs {
 		n := rows[m.NotificationID]
 		switch {
-		case n == nil || done(n, m.Wamid):
+		case n == nil || done(n, m, jobID):
 		case now.After(w.deadline(n)):
 			expired = append(expired, n)
 		default:
-			open = append(open, &tracked{TrackedMessage: m, n: n})
+			open = append(open, &tracked{TrackedMessage: m, job: jobID, n: n})
 		}
 	}
 	return open, expired, nil
@@ -152,16 +155,22 @@ func (w *TrackWorker) poll(ctx context.Context, open []*tracked) {
 				w.logger.Warn("cannot poll the status", "event_id", t.n.EventID, "error", err)
 				return
 			}
-			if t.hooks, err = ch.API.HookInfo(ctx, t.Wamid); err != nil && ctx.Err() == nil {
-				w.logger.Warn("hookInfo failed; will poll again", "event_id", t.n.EventID, "wamid", t.Wamid, "error", err)
+			if t.hooks, err = ch.API.HookInfo(ctx, t.n.Wamid); err != nil && ctx.Err() == nil {
+				w.logger.Warn("hookInfo failed; will poll again", "event_id", t.n.EventID, "wamid", t.n.Wamid, "error", err)
 			}
 		}()
 	}
 }
 
-// done reports whether tracking wamid has nothing left to do.
-func done(n *ledger.Notification, wamid string) bool {
-	return n.Wamid != wamid || n.Status.Final() || n.Status == ledger.StatusInDoubt
+// done reports whether job has nothing left to do for m, whose row is n:
+// the row is final or in doubt, or it is another message now (a re-drive
+// records a new wamid and a new track job).
+func done(n *ledger.Notification, m TrackedMessage, job int64) bool {
+	mine := n.Wamid == m.Wamid
+	if m.Wamid == "" {
+		mine = n.Wamid != "" && n.TrackJobID == job
+	}
+	return !mine || n.Status.Final() || n.Status == ledger.StatusInDoubt
 }
 
 func (w *TrackWorker) deadline(n *ledger.Notification) time.Time {
@@ -259,7 +268,7 @@ func (w *TrackWorker) applyBatch(ctx context.Context, tx pgx.Tx, jobs [][]*track
 	for i, open := range jobs {
 		for _, t := range open {
 			n := rows[t.NotificationID] // nil: deleted by retention meanwhile
-			if n == nil || done(n, t.Wamid) {
+			if n == nil || done(n, t.TrackedMessage, t.job) {
 				continue
 			}
 			if out[i] == nil || w.deadline(n).Before(w.deadline(out[i])) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
 	"github.com/riverqueue/river/rivertype"
 
@@ -145,9 +146,31 @@ func TestTrackWorker(t *testing.T) {
 	})
 }
 
+// batch inserts the track job of one acceptance batch of ns, as the send
+// worker's acceptance does: the job names the rows, each row names the job.
+func (b *workerBundle) batch(t *testing.T, ns ...*ledger.Notification) *rivertype.JobRow {
+	t.Helper()
+	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{Schema: b.schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, n := range ns {
+		ids = append(ids, n.ID)
+	}
+	res, err := client.Insert(b.ctx, TrackArgs{IDs: ids}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(b.ctx, "UPDATE notification SET track_job_id = $1 WHERE id = ANY($2)", res.Job.ID, ids); err != nil {
+		t.Fatal(err)
+	}
+	return res.Job
+}
+
 // TestTrackWorkerBatch: one job follows a whole acceptance batch. It polls
-// only the messages still open, sleeps while any is, and completes when the
-// last one is final or expired.
+// only the messages still open and still its own, sleeps while any is, and
+// completes when the last one is final or expired.
 func TestTrackWorkerBatch(t *testing.T) {
 	t.Parallel()
 	b := setupWorkers(t, setupOpts{
@@ -155,14 +178,17 @@ func TestTrackWorkerBatch(t *testing.T) {
 		config:  func(c *Config) { c.TrackFor = time.Hour },
 	})
 	var ns []*ledger.Notification
-	var msgs []TrackedMessage
-	for i := range 3 {
+	for i := range 4 {
 		n := b.notification(t, ledger.New{OutboxID: int64(i + 1), EventID: "order-" + strconv.Itoa(i) + "-cancelled",
 			Phone: "7900123456" + strconv.Itoa(i)})
 		requireEvent(t, b.work(t, n), river.EventKindJobCompleted)
-		n = b.get(t, n.ID)
-		ns = append(ns, n)
-		msgs = append(msgs, TrackedMessage{NotificationID: n.ID, Wamid: n.Wamid})
+		ns = append(ns, b.get(t, n.ID))
+	}
+	// The fourth row is another job's now, as after a re-drive: the batch
+	// lists it but must leave it alone.
+	job := b.batch(t, ns...)
+	if _, err := b.pool.Exec(b.ctx, "UPDATE notification SET track_job_id = $1 WHERE id = $2", ns[3].TrackJobID, ns[3].ID); err != nil {
+		t.Fatal(err)
 	}
 	webhook := func(n *ledger.Notification, status string) {
 		t.Helper()
@@ -177,15 +203,15 @@ func TestTrackWorkerBatch(t *testing.T) {
 	webhook(ns[0], "read") // final before the job first runs
 	calls := func() int64 { return b.sb.Stats().HookInfoCalls }
 
-	res, err := b.track.Work(b.ctx, t, b.tx, TrackArgs{Messages: msgs}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := b.workTrack(t, job)
 	requireEvent(t, res, river.EventKindJobSnoozed)
 	if got := calls(); got != 2 {
-		t.Errorf("first wake-up: %d hookInfo calls, want 2 (the final message is not polled)", got)
+		t.Errorf("first wake-up: %d hookInfo calls, want 2 (neither the final message nor the other job's is polled)", got)
 	}
-	for _, n := range ns[1:] {
+	if ev := b.events(t, ns[3].ID); ev[len(ev)-1] != "sent/api" {
+		t.Errorf("the other job's notification %d history %v: the batch polled it", ns[3].ID, ev)
+	}
+	for _, n := range ns[1:3] {
 		if ev := b.events(t, n.ID); ev[len(ev)-1] != "sent/poll" {
 			t.Errorf("notification %d history %v, want the poll's sent recorded", n.ID, ev)
 		}
@@ -226,6 +252,7 @@ func TestTrackWorkerPollRate(t *testing.T) {
 		msgs = append(msgs, TrackedMessage{NotificationID: n.ID, Wamid: b.get(t, n.ID).Wamid})
 	}
 	start := time.Now()
+	// The messages with their wamids: the form of jobs enqueued before IDs.
 	res, err := b.track.Work(b.ctx, t, b.tx, TrackArgs{Messages: msgs}, nil)
 	if err != nil {
 		t.Fatal(err)

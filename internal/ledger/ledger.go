@@ -233,12 +233,14 @@ type Job struct {
 }
 
 // Jobs returns the River jobs whose args reference notificationID (a send
-// job's notification_id, or one of a track job's messages), oldest first.
-// River deletes finished jobs after its retention period.
+// job's notification_id, one of a track job's ids, or one of the messages
+// of a track job enqueued before ids), oldest first. River deletes
+// finished jobs after its retention period.
 func Jobs(ctx context.Context, db DB, notificationID int64) ([]Job, error) {
 	rows, err := db.Query(ctx, `SELECT id, kind, state::text, attempt, max_attempts, scheduled_at,
 			coalesce(errors[array_length(errors, 1)]->>'error', '')
 		FROM river_job WHERE kind LIKE 'cancelnotify_%' AND (args @> jsonb_build_object('notification_id', $1::bigint)
+			OR args @> jsonb_build_object('ids', jsonb_build_array($1::bigint))
 			OR args @> jsonb_build_object('messages', jsonb_build_array(jsonb_build_object('notification_id', $1::bigint))))
 		ORDER BY id`, notificationID)
 	if err != nil {

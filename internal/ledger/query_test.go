@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -88,5 +89,48 @@ func TestQueries(t *testing.T) {
 	rows, err := ledger.ReadReport(ctx, pool)
 	if err != nil || len(rows) != 4 || rows[3].Wamid != "wamid.q1" || rows[3].Status != "sent" || rows[0].OrderNumber != "1" {
 		t.Errorf("ReadReport = %+v, %v", rows, err)
+	}
+}
+
+// Jobs finds a notification's River jobs in every form of args that
+// names it: a send job's notification_id, a track job's ids, and the
+// messages of a track job enqueued before ids; never another row's.
+func TestJobs(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.New(t)
+	ctx := context.Background()
+	const id = 42
+	var want []int64
+	for _, c := range []struct {
+		kind, args string
+		mine       bool
+	}{
+		{"cancelnotify_send", `{"notification_id": 42}`, true},
+		{"cancelnotify_track", `{"ids": [7, 42, 99]}`, true},
+		{"cancelnotify_track", `{"messages": [{"notification_id": 42, "wamid": "wamid.A"}]}`, true},
+		{"cancelnotify_track", `{"notification_id": 42, "wamid": "wamid.B"}`, true},
+		{"cancelnotify_send", `{"notification_id": 420}`, false},
+		{"cancelnotify_track", `{"ids": [4, 2, 142]}`, false},
+		{"other_kind", `{"notification_id": 42}`, false},
+	} {
+		var jobID int64
+		if err := pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, queue, state, max_attempts, priority, scheduled_at)
+			VALUES ($1, $2, 'track', 'scheduled', 25, 1, now()) RETURNING id`, c.kind, c.args).Scan(&jobID); err != nil {
+			t.Fatal(err)
+		}
+		if c.mine {
+			want = append(want, jobID)
+		}
+	}
+	jobs, err := ledger.Jobs(ctx, pool, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, j := range jobs {
+		got = append(got, j.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Jobs(%d) = %v, want %v", id, got, want)
 	}
 }
