@@ -107,7 +107,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	if i := slices.Index(l.queue, granted); i >= 0 {
 		l.queue = slices.Delete(l.queue, i, i+1)
 	} else {
-		l.spare++ // served as ctx ended: the send goes to the next call
+		l.handOut(1) // served as ctx ended: the send goes to the next call
 	}
 	return ctx.Err()
 }
@@ -120,11 +120,16 @@ func (l *Limiter) want() int {
 	return min(len(l.queue), l.burst)
 }
 
-// grant hands n sends taken from the bucket to the oldest Wait calls; any
-// left over (their calls gave up meanwhile) wait for the next calls.
+// grant hands n sends taken from the bucket to the oldest Wait calls.
 func (l *Limiter) grant(n int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.handOut(n)
+}
+
+// handOut gives n sends to the oldest Wait calls; any left over (their
+// calls gave up meanwhile) wait for the next calls. l.mu is held.
+func (l *Limiter) handOut(n int) {
 	k := min(n, len(l.queue))
 	for _, c := range l.queue[:k] {
 		c <- struct{}{}
