@@ -290,7 +290,7 @@ func newSendWorker(cfg Config, channels channelSet) *SendWorker {
 		afterSend: cfg.afterSend, gate: cfg.gate, sends: cfg.Sends,
 	}
 	w.starts = groupcommit.New(cfg.Pool, w.startAttempts, groupcommit.Options{})
-	w.accepts = groupcommit.New(cfg.Pool, w.recordAccepted, groupcommit.Options{})
+	w.accepts = groupcommit.New(cfg.Pool, w.recordAccepted, groupcommit.Options{Linger: acceptLinger})
 	return w
 }
 

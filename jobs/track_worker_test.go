@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"fmt"
 	"reflect"
 	"strconv"
 	"testing"
@@ -266,5 +267,44 @@ func TestTrackWorkerPollRate(t *testing.T) {
 	// cannot all have been made in less than 300 ms.
 	if took < 300*time.Millisecond {
 		t.Errorf("4 hookInfo calls at 10/s made within %s; want at least 300 ms", took)
+	}
+}
+
+// Acceptances that arrive together share one transaction and so one track
+// job: the transaction waits acceptLinger for more before it starts. Of five
+// sends answered at once, at most two transactions (the Writer's in-flight
+// limit) record the acceptances; without the wait the first would start
+// with one message and the rest would follow in two or three more.
+func TestAcceptancesShareTrackJobs(t *testing.T) {
+	t.Parallel()
+	b := setupWorkers(t, setupOpts{})
+	const sends = 5
+	var ns []*ledger.Notification
+	for i := range sends {
+		ns = append(ns, b.notification(t, ledger.New{OutboxID: int64(i + 1), EventID: "order-" + strconv.Itoa(i) + "-cancelled",
+			Phone: "7900123456" + strconv.Itoa(i)}))
+	}
+	errs := make(chan error, sends)
+	for _, n := range ns {
+		go func() {
+			res, err := b.send.Work(b.ctx, t, b.tx, SendArgsOf(n, 0), nil)
+			if err == nil && res.EventKind != river.EventKindJobCompleted {
+				err = fmt.Errorf("notification %d: send job %s", n.ID, res.EventKind)
+			}
+			errs <- err
+		}()
+	}
+	for range sends {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var jobs, rows int
+	if err := b.pool.QueryRow(b.ctx, `SELECT count(DISTINCT track_job_id), count(*) FROM notification
+		WHERE status = 'sent' AND track_job_id IS NOT NULL`).Scan(&jobs, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != sends || jobs < 1 || jobs > 2 {
+		t.Errorf("%d sent rows in %d track jobs; want %d in one or two", rows, jobs, sends)
 	}
 }
