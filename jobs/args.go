@@ -21,8 +21,16 @@ import (
 
 // Queues.
 const (
-	QueueSend  = "cancelnotify_send"
-	QueueTrack = "cancelnotify_track"
+	QueueSend = "cancelnotify_send"
+	// QueueTrack is where track jobs go since their args became ids
+	// (TrackArgs.IDs). A daemon of an older version reads only the forms it
+	// knows and would complete a job of ids without following its messages,
+	// so such jobs go to a queue only newer daemons work: during a rolling
+	// restart they wait for those, never for an old one.
+	QueueTrack = "cancelnotify_track_ids"
+	// QueueTrackBefore is the queue of the track jobs older daemons insert
+	// and inserted; every daemon works it too.
+	QueueTrackBefore = "cancelnotify_track"
 )
 
 // allStates makes a unique key hold for the whole life of the job row, so a

@@ -222,6 +222,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	queues := map[string]river.QueueConfig{
 		QueueSend:        {MaxWorkers: cfg.SendWorkers},
 		QueueTrack:       {MaxWorkers: cfg.TrackWorkers, FetchPollInterval: slow},
+		QueueTrackBefore: {MaxWorkers: cfg.TrackWorkers, FetchPollInterval: slow},
 		QueueMaintenance: {MaxWorkers: 1, FetchPollInterval: slow},
 	}
 	var periodic []*river.PeriodicJob

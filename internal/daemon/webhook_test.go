@@ -344,3 +344,38 @@ func fmtList(s []string) string {
 	out := string(b)
 	return "[" + replaceAll(out[1:len(out)-1], `","`, " ", `"`, "") + "]"
 }
+
+// A track job queued by an older daemon (its queue, its form of args: one
+// message with its wamid) is worked by this one: during a rolling restart
+// nothing an old daemon queued is left unfollowed.
+func TestTrackJobOfAnOlderDaemon(t *testing.T) {
+	t.Parallel()
+	sbcfg := fastSandbox()
+	sbcfg.WebhooksDisabled = true
+	e := newEnv(t, sbcfg)
+	cfg := e.config()
+	cfg.TrackFirstPoll = time.Hour // this daemon's own track job stays asleep
+	e.start(cfg)
+	e.insert("order-old-track", orderPayload(1))
+	var id int64
+	var wamid string
+	e.waitFor(10*time.Second, "the message accepted", func() bool {
+		err := e.pool.QueryRow(context.Background(), "SELECT id, coalesce(wamid, '') FROM notification WHERE event_id = 'order-old-track'").Scan(&id, &wamid)
+		return err == nil && wamid != ""
+	})
+	var jobID int64
+	if err := e.pool.QueryRow(context.Background(), `INSERT INTO river_job (kind, args, queue, state, max_attempts, priority, scheduled_at)
+		VALUES ('cancelnotify_track', jsonb_build_object('notification_id', $1::bigint, 'wamid', $2::text), $3, 'available', 100, 1, now())
+		RETURNING id`, id, wamid, jobs.QueueTrackBefore).Scan(&jobID); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFinal(15*time.Second, "order-old-track")
+	e.waitFor(10*time.Second, "the older daemon's track job completed", func() bool {
+		var state string
+		err := e.pool.QueryRow(context.Background(), "SELECT state::text FROM river_job WHERE id = $1", jobID).Scan(&state)
+		return err == nil && state == "completed"
+	})
+	if calls := e.sb.Stats().HookInfoCalls; calls == 0 {
+		t.Errorf("no hookInfo call: the final status did not come from the older daemon's job")
+	}
+}

@@ -43,7 +43,7 @@ var (
 	kinds     = []string{"recorded", "unknown_wamid", "unmapped"}
 	states    = strs(rivertype.JobStateAvailable, rivertype.JobStateCancelled, rivertype.JobStateCompleted, rivertype.JobStateDiscarded,
 		rivertype.JobStatePending, rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled)
-	queues = []string{jobs.QueueSend, jobs.QueueTrack, jobs.QueueCallback, jobs.QueueMaintenance, river.QueueDefault}
+	queues = []string{jobs.QueueSend, jobs.QueueTrack, jobs.QueueTrackBefore, jobs.QueueCallback, jobs.QueueMaintenance, river.QueueDefault}
 )
 
 // TestLabelSets exercises every metric through the code that feeds it (a
