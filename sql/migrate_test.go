@@ -191,15 +191,29 @@ func TestLedgerStaysHOTFriendly(t *testing.T) {
 	if len(names) != 0 {
 		t.Errorf("indexes on notification name status or updated_at: %v", names)
 	}
-	var fillfactor, persistence string
-	err = pool.QueryRow(ctx, `SELECT coalesce(array_to_string(c.reloptions, ','), ''),
-			(SELECT relpersistence::text FROM pg_class WHERE oid = 'status_announcement'::regclass)
-		FROM pg_class c WHERE c.oid = 'notification'::regclass`).Scan(&fillfactor, &persistence)
-	if err != nil {
+	// Room on the page keeps updates on it (sql/013_room_on_the_page.sql);
+	// announcements write no WAL.
+	for _, want := range []struct{ rel, options string }{
+		{"notification", "fillfactor=30"},
+		{"outbox", "fillfactor=50"},
+		{"river_job", "fillfactor=30"},
+		{"river_job_metadata_index", "fastupdate=off"},
+	} {
+		var got string
+		if err := pool.QueryRow(ctx, `SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class WHERE oid = $1::regclass`,
+			want.rel).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want.options {
+			t.Errorf("%s has options %q; want %q", want.rel, got, want.options)
+		}
+	}
+	var persistence string
+	if err := pool.QueryRow(ctx, `SELECT relpersistence::text FROM pg_class WHERE oid = 'status_announcement'::regclass`).Scan(&persistence); err != nil {
 		t.Fatal(err)
 	}
-	if fillfactor != "fillfactor=50" || persistence != "u" {
-		t.Errorf("notification reloptions %q, status_announcement persistence %q; want fillfactor=50 and unlogged (u)", fillfactor, persistence)
+	if persistence != "u" {
+		t.Errorf("status_announcement persistence %q; want unlogged (u)", persistence)
 	}
 	// A foreign key on an event locks (and logs a lock of) its notification
 	// row at every insert: sql/012_event_no_fk.sql.
@@ -211,4 +225,73 @@ func TestLedgerStaysHOTFriendly(t *testing.T) {
 	if fks != 0 {
 		t.Errorf("notification_event has %d foreign keys; want none", fks)
 	}
+}
+
+// Each lookup the daemon, the support page and the report make has its
+// index, with the fewest indexes the inserts and the sent update must write
+// (sql/013_room_on_the_page.sql). With sequential scans priced out, a plan
+// that still reads the whole table means the index cannot serve the query.
+func TestLookupsHaveTheirIndexes(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.New(t)
+	ctx := context.Background()
+	// cond is what the index condition must name; "" for a partial index
+	// read whole, which its predicate keeps small.
+	for _, c := range []struct{ name, query, index, cond string }{
+		{"pacing", `SELECT max(not_before) FROM notification WHERE reverse(phone) = reverse('4915110000000') AND phone <> '' AND channel = 'default' AND not_before > now() - interval '6 seconds'`, "notification_phone_reversed_idx", "reverse(phone) ="},
+		{"last digits", `SELECT id FROM notification WHERE phone <> '' AND reverse(phone) LIKE reverse('4567') || '%'`, "notification_phone_reversed_idx", "reverse(phone) ~>=~"},
+		{"wamid", `SELECT id FROM notification WHERE wamid = ANY('{wamid.a,wamid.b}')`, "notification_wamid_idx", "wamid ="},
+		{"report, last day", `SELECT * FROM notification_report WHERE cancelled_at >= now() - interval '1 day'`, "notification_event_created_idx", "event_created_at >="},
+		{"report, waiting rows", `SELECT * FROM notification_report WHERE cancelled_at >= now() - interval '1 day'`, "outbox_unrelayed_idx", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx) //nolint:errcheck
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+				t.Fatal(err)
+			}
+			var plan []map[string]any
+			if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+c.query).Scan(&plan); err != nil {
+				t.Fatal(err)
+			}
+			if !searches(plan[0]["Plan"], c.index, c.cond) {
+				t.Errorf("no plan node reads %s by %q: %v", c.index, c.cond, plan)
+			}
+		})
+	}
+	// Indexes the sent update would write for nothing.
+	var extra []string
+	rows, err := pool.Query(ctx, `SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()
+		AND indexname IN ('notification_wamid_key', 'notification_phone_idx', 'notification_phone_suffix_idx', 'outbox_created_at_idx')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if extra, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if len(extra) > 0 {
+		t.Errorf("indexes replaced in schema version 13 are back: %v", extra)
+	}
+}
+
+// searches tells whether a node of an EXPLAIN (FORMAT JSON) plan reads
+// index with an index condition that contains cond.
+func searches(node any, index, cond string) bool {
+	n, ok := node.(map[string]any)
+	if !ok {
+		return false
+	}
+	if got, _ := n["Index Cond"].(string); n["Index Name"] == index && strings.Contains(got, cond) {
+		return true
+	}
+	children, _ := n["Plans"].([]any)
+	for _, c := range children {
+		if searches(c, index, cond) {
+			return true
+		}
+	}
+	return false
 }
