@@ -693,6 +693,8 @@ func (r *Relay) relayRows(ctx context.Context, outer pgx.Tx, batch []row, decisi
 		}
 	}
 	if len(params) > 0 {
+		// COPY writes several jobs to a WAL record; a send job has no unique
+		// options, the one thing the fast path cannot handle.
 		if _, err := r.cfg.Jobs.InsertManyFastTx(ctx, tx, params); err != nil {
 			return fmt.Errorf("insert send jobs: %w", err)
 		}
